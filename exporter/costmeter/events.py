@@ -1,0 +1,210 @@
+"""Usage events: the unit of ingest, validated once at the edge.
+
+An event as sent to ``POST /v1/events`` (SPEC.md, "Ingest API")::
+
+    {"id": "3f0c...", "timestamp": "2026-11-22T10:00:00Z",
+     "provider": "openai", "model": "gpt-4o-mini-2024-07-18",
+     "tenant": "acme", "endpoint": "/v1/chat",
+     "input_tokens": 600, "cached_input_tokens": 400,
+     "cache_write_tokens": 0, "output_tokens": 300, "reasoning_tokens": 200,
+     "cost_usd": 0.00042, "duration_seconds": 0.84,
+     "error": false, "cache_hit": false, "saved_cost_usd": 0.0,
+     "batch": false}
+
+``batch`` (optional, default false) marks a call made through a provider's
+batch API, priced with the batch discount. Token fields are disjoint:
+``input_tokens`` excludes cached and cache-write tokens, ``output_tokens``
+excludes reasoning tokens, so their sum is the billable token count.
+
+:func:`parse_event` turns one decoded JSON object into a :class:`UsageEvent`
+or raises :class:`EventError` naming the field.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+# token_type label value for each token field (cost_provider_tokens_total).
+TOKEN_TYPES = ("input", "cached_input", "cache_write", "output", "reasoning")
+LABEL_FIELDS = ("provider", "model", "tenant", "endpoint")
+DEFAULT_TENANT = "default"
+DEFAULT_MODEL = "unknown"
+DEFAULT_ENDPOINT = "unknown"
+
+MAX_ID_LENGTH = 128
+MAX_LABEL_LENGTH = 128
+MAX_TOKENS = 100_000_000          # per event; the largest context windows are ~2M tokens
+MAX_COST_USD = 100_000.0          # per event
+MAX_DURATION_SECONDS = 86_400.0
+MAX_FUTURE_SECONDS = 86_400.0     # clocks drift; a day ahead is a bug, not drift
+MIN_TIMESTAMP = 946_684_800.0     # 2000-01-01: older is a unit mistake (ms vs s is caught above)
+
+KNOWN_FIELDS = frozenset(
+    ("id", "timestamp", "cost_usd", "duration_seconds", "error", "cache_hit", "saved_cost_usd", "batch")
+    + TOKEN_FIELDS + LABEL_FIELDS)
+
+
+class EventError(ValueError):
+    """A field of one event is wrong. ``field`` is None for whole-event problems."""
+
+    def __init__(self, field: str | None, message: str):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    id: str | None
+    timestamp: float            # Unix seconds
+    provider: str
+    model: str
+    tenant: str
+    endpoint: str
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None        # as sent; None means "price it from tokens"
+    duration_seconds: float | None = None
+    error: bool = False
+    cache_hit: bool = False
+    saved_cost_usd: float = 0.0
+    batch: bool = False
+
+    def tokens(self) -> tuple[int, int, int, int, int]:
+        return (self.input_tokens, self.cached_input_tokens, self.cache_write_tokens,
+                self.output_tokens, self.reasoning_tokens)
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+def _label(obj: dict, name: str, default: str | None) -> str:
+    v = obj.get(name)
+    if v is None:
+        if default is None:
+            raise EventError(name, "is required")
+        return default
+    if type(v) is not str:
+        raise EventError(name, f"must be a string, got {type(v).__name__}")
+    if not v:
+        if default is None:
+            raise EventError(name, "must not be empty")
+        return default
+    if len(v) > MAX_LABEL_LENGTH:
+        raise EventError(name, f"is {len(v)} characters long; the limit is {MAX_LABEL_LENGTH}")
+    if not v.isprintable():
+        raise EventError(name, "contains control characters")
+    return v
+
+
+def _count(obj: dict, name: str) -> int:
+    v = obj.get(name, 0)
+    if v is None:
+        return 0
+    t = type(v)
+    if t is float:
+        if not v.is_integer():
+            raise EventError(name, f"must be a whole number, got {v!r}")
+        v = int(v)
+    elif t is not int:
+        raise EventError(name, f"must be an integer, got {type(v).__name__}")
+    if v < 0:
+        raise EventError(name, f"must not be negative, got {v}")
+    if v > MAX_TOKENS:
+        raise EventError(name, f"{v} is more than {MAX_TOKENS:,} tokens in one event")
+    return v
+
+
+def _amount(obj: dict, name: str, maximum: float) -> float | None:
+    v = obj.get(name)
+    if v is None:
+        return None
+    t = type(v)
+    if t is not float and t is not int:
+        raise EventError(name, f"must be a number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v) or v < 0:
+        raise EventError(name, f"must be a finite number >= 0, got {v!r}")
+    if v > maximum:
+        raise EventError(name, f"{v} is more than the limit of {maximum:g}")
+    return v
+
+
+def _flag(obj: dict, name: str) -> bool:
+    v = obj.get(name, False)
+    if v is None:
+        return False
+    if type(v) is not bool:
+        raise EventError(name, f"must be true or false, got {v!r}")
+    return v
+
+
+def parse_timestamp(v, now: float) -> float:
+    if v is None:
+        return now
+    t = type(v)
+    if t is int or t is float:
+        ts = float(v)
+        if not math.isfinite(ts):
+            raise EventError("timestamp", "must be finite")
+        if ts > 1e11:
+            raise EventError("timestamp", f"{v} looks like milliseconds; send Unix seconds")
+    elif t is str:
+        try:
+            d = datetime.fromisoformat(v)
+        except ValueError:
+            raise EventError("timestamp", f"{v!r} is neither RFC 3339 nor Unix seconds") from None
+        if d.tzinfo is None:
+            raise EventError("timestamp", f"{v!r} has no UTC offset (add Z or +00:00)")
+        ts = d.timestamp()
+    else:
+        raise EventError("timestamp", f"must be an RFC 3339 string or Unix seconds, got {t.__name__}")
+    if ts < MIN_TIMESTAMP:
+        raise EventError("timestamp", f"{v!r} is before the year 2000")
+    if ts > now + MAX_FUTURE_SECONDS:
+        raise EventError("timestamp", f"{v!r} is more than a day in the future")
+    return ts
+
+
+def parse_event(obj, now: float | None = None) -> UsageEvent:
+    """Validate one decoded JSON value into a UsageEvent (raises EventError)."""
+    if type(obj) is not dict:
+        raise EventError(None, f"an event must be a JSON object, got {type(obj).__name__}")
+    if not KNOWN_FIELDS.issuperset(obj):
+        unknown = sorted(k for k in obj if k not in KNOWN_FIELDS)
+        raise EventError(unknown[0], "unknown field")
+    eid = obj.get("id")
+    if eid is not None:
+        if type(eid) is not str or not eid:
+            raise EventError("id", "must be a non-empty string")
+        if len(eid) > MAX_ID_LENGTH:
+            raise EventError("id", f"is longer than {MAX_ID_LENGTH} characters")
+    cost = _amount(obj, "cost_usd", MAX_COST_USD)
+    return UsageEvent(
+        id=eid,
+        timestamp=parse_timestamp(obj.get("timestamp"), time.time() if now is None else now),
+        provider=_label(obj, "provider", None),
+        model=_label(obj, "model", DEFAULT_MODEL),
+        tenant=_label(obj, "tenant", DEFAULT_TENANT),
+        endpoint=_label(obj, "endpoint", DEFAULT_ENDPOINT),
+        input_tokens=_count(obj, "input_tokens"),
+        cached_input_tokens=_count(obj, "cached_input_tokens"),
+        cache_write_tokens=_count(obj, "cache_write_tokens"),
+        output_tokens=_count(obj, "output_tokens"),
+        reasoning_tokens=_count(obj, "reasoning_tokens"),
+        cost_usd=cost,
+        duration_seconds=_amount(obj, "duration_seconds", MAX_DURATION_SECONDS),
+        error=_flag(obj, "error"),
+        cache_hit=_flag(obj, "cache_hit"),
+        saved_cost_usd=_amount(obj, "saved_cost_usd", MAX_COST_USD) or 0.0,
+        batch=_flag(obj, "batch"),
+    )
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
