@@ -71,7 +71,7 @@ class UsageEvent:
     cost_usd: float | None = None        # as sent; None means "price it from tokens"
     duration_seconds: float | None = None
     error: bool = False
-    cache_hit: bool = False
+    cache_hit: bool | None = None        # None: no cache in front of this call
     saved_cost_usd: float = 0.0
     batch: bool = False
 
@@ -98,6 +98,8 @@ def _label(obj: dict, name: str, default: str | None) -> str:
     if len(v) > MAX_LABEL_LENGTH:
         raise EventError(name, f"is {len(v)} characters long; the limit is {MAX_LABEL_LENGTH}")
     if not v.isprintable():
+        if any("\udc80" <= c <= "\udcff" for c in v):
+            raise EventError(name, "is not valid UTF-8")
         raise EventError(name, "contains control characters")
     return v
 
@@ -184,6 +186,8 @@ def parse_event(obj, now: float | None = None) -> UsageEvent:
             raise EventError("id", "must be a non-empty string")
         if len(eid) > MAX_ID_LENGTH:
             raise EventError("id", f"is longer than {MAX_ID_LENGTH} characters")
+        if not eid.isprintable():
+            raise EventError("id", "contains control characters or bytes that are not UTF-8")
     cost = _amount(obj, "cost_usd", MAX_COST_USD)
     return UsageEvent(
         id=eid,
@@ -200,7 +204,7 @@ def parse_event(obj, now: float | None = None) -> UsageEvent:
         cost_usd=cost,
         duration_seconds=_amount(obj, "duration_seconds", MAX_DURATION_SECONDS),
         error=_flag(obj, "error"),
-        cache_hit=_flag(obj, "cache_hit"),
+        cache_hit=None if obj.get("cache_hit") is None else _flag(obj, "cache_hit"),
         saved_cost_usd=_amount(obj, "saved_cost_usd", MAX_COST_USD) or 0.0,
         batch=_flag(obj, "batch"),
     )

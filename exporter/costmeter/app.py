@@ -1,0 +1,305 @@
+"""The exporter: ledger, metric store, budgets and resources wired together.
+
+:class:`Exporter` knows nothing about HTTP (see ``http.py``); it loads and
+validates every config file in its constructor (so a bad config never
+starts half a service), restores state in :meth:`start`, and turns decoded
+events into durable ledger rows in :meth:`ingest`.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
+
+from . import __version__
+from .budgets import BudgetBook, load_budgets
+from .cardinality import CardinalityGuard
+from .events import EventError, parse_event
+from .exposition import gauge_family
+from .governance import GovernanceLog
+from .ingest import Invalid
+from .ledger import Ledger
+from .pricing import PricingTable
+from .resources import ResourceSampler
+from .settings import Settings, load_settings
+from .store import Store
+
+log = logging.getLogger("costmeter")
+
+REJECT_REASONS = ("malformed", "missing_field", "unknown_field", "invalid_field")
+SNAPSHOT = "exporter"
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def _reason(err: EventError) -> str:
+    if err.field is None:
+        return "malformed"
+    if err.message == "unknown field":
+        return "unknown_field"
+    if err.message == "is required":
+        return "missing_field"
+    return "invalid_field"
+
+
+class Exporter:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = s = settings or load_settings()
+        # Load and validate everything before touching the state directory.
+        self.pricing = PricingTable.load(s.pricing_file)
+        self.budget_config = load_budgets(s.budgets_file)
+        self.web = None
+        if s.web_config_file:
+            from .webconfig import load_web_config
+            self.web = load_web_config(s.web_config_file)
+        self.ledger: Ledger | None = None
+        self.store = Store(CardinalityGuard(s.cardinality))
+        self.governance: GovernanceLog | None = None
+        self.budgets: BudgetBook | None = None
+        self.resources = ResourceSampler(s.resources)
+        self.health = {"accepted": 0.0, "duplicates": 0.0, "rejected": {r: 0.0 for r in REJECT_REASONS}}
+        self.applied_seq = 0
+        self.snapshot_seq = -1
+        self.ready = False
+        self._unpriced_logged: set[tuple[str, str]] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.http = None
+        self._process = CollectorRegistry(auto_describe=True)
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self._process)
+
+    # ---- life cycle -----------------------------------------------------------
+    def start(self, serve_http: bool = True) -> "Exporter":
+        s = self.settings
+        self.ledger = Ledger(s.state_dir)
+        self.governance = GovernanceLog(s.governance_path)
+        self.budgets = BudgetBook(self.budget_config, self.governance)
+        t0 = time.monotonic()
+        seq, state = self.ledger.load_snapshot(SNAPSHOT)
+        if state:
+            self.store.restore(state["store"])
+            self.health.update(state.get("health", {}))
+            self.resources.restore(state.get("resources", {}))
+        replayed = 0
+        for seq, row in self.ledger.replay(seq):
+            self.store.apply(row)
+            replayed += 1
+        self.applied_seq = seq
+        self.budgets.restore(self.ledger.sums)
+        log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
+        self.resources.sample()
+        self._spawn(self._housekeeping, "costmeter-housekeeping")
+        if serve_http:
+            from .http import serve
+            self.http = serve(self)
+            self._spawn(self.http.serve_forever, "costmeter-http")
+        self.ready = True
+        return self
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        for t in self._threads:
+            t.join(timeout=10)
+        if self.ledger is not None:
+            self.snapshot()
+            self.ledger.close()
+        self.ready = False
+
+    @property
+    def url(self) -> str | None:
+        if self.http is None:
+            return None
+        host, port = self.http.server_address[:2]
+        scheme = "https" if self.web is not None and self.web.tls_enabled else "http"
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"{scheme}://{host}:{port}"
+
+    @classmethod
+    def embedded(cls, *, state_dir: str | None = None, listen_address: str | None = "127.0.0.1:0",
+                 budgets_file: str | None = None, pricing_file: str | None = None,
+                 config_file: str | None = None) -> "Exporter":
+        """Start an exporter inside this process (listening unless listen_address is None)."""
+        settings = load_settings(config_file, {
+            "state_dir": state_dir, "budgets_file": budgets_file, "pricing_file": pricing_file,
+            "listen_address": listen_address})
+        return cls(settings).start(serve_http=listen_address is not None)
+
+    # ---- ingest ----------------------------------------------------------------
+    def ingest(self, objs: list, now: float | None = None) -> IngestResult:
+        """Validate, price and durably record events; returns what happened to each."""
+        now = time.time() if now is None else now
+        result = IngestResult()
+        rows: list[tuple] = []
+        price = self.pricing.cost
+        for i, obj in enumerate(objs):
+            if isinstance(obj, Invalid):
+                self._reject(result, i, None, None, obj.message, "malformed")
+                continue
+            try:
+                ev = parse_event(obj, now)
+            except EventError as e:
+                eid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+                self._reject(result, i, eid, e.field, e.message, _reason(e))
+                continue
+            cost, given = ev.cost_usd, ev.cost_usd is not None
+            if cost is None:
+                if ev.cache_hit:
+                    cost = 0.0          # answered by the cache: no provider call to price
+                else:
+                    cost = price(ev.provider, ev.model, ev.input_tokens, ev.cached_input_tokens,
+                                 ev.cache_write_tokens, ev.output_tokens, ev.reasoning_tokens,
+                                 at=ev.timestamp, batch=ev.batch)
+                    if cost is None:
+                        self._log_unpriced(ev.provider, ev.model)
+            rows.append((ev.id, ev.timestamp, ev.provider, ev.model, ev.tenant, ev.endpoint,
+                         ev.input_tokens, ev.cached_input_tokens, ev.cache_write_tokens, ev.output_tokens,
+                         ev.reasoning_tokens, cost, int(given), ev.duration_seconds, int(ev.error),
+                         None if ev.cache_hit is None else int(ev.cache_hit), ev.saved_cost_usd,
+                         int(ev.batch), now))
+        if rows:
+            ledger = self.ledger
+            with ledger.lock:
+                keep, last = ledger.append(rows)
+                apply, observe = self.store.apply, self.budgets.observe
+                for i in keep:
+                    r = rows[i]
+                    apply(r)
+                    if r[11] is not None:
+                        observe(r[2], r[3], r[4], r[5], r[11], r[1])
+                self.applied_seq = last
+                self.health["accepted"] += len(keep)
+                self.health["duplicates"] += len(rows) - len(keep)
+            result.accepted, result.duplicates = len(keep), len(rows) - len(keep)
+        return result
+
+    def _reject(self, result: IngestResult, index: int, eid, fld, message: str, reason: str) -> None:
+        self.health["rejected"][reason] += 1
+        result.rejected.append({"index": index, "id": eid, "field": fld, "error": message})
+
+    def _log_unpriced(self, provider: str, model: str) -> None:
+        key = (provider, model)
+        if key not in self._unpriced_logged and len(self._unpriced_logged) < 10_000:
+            self._unpriced_logged.add(key)
+            log.warning("no price for provider=%s model=%s: its calls are counted in "
+                        "costmeter_unpriced_calls_total and not priced (add it to pricing.yaml)", provider, model)
+
+    # ---- background work -----------------------------------------------------------
+    def _housekeeping(self) -> None:
+        s = self.settings
+        interval = getattr(s.resources, "interval_seconds", 15.0)
+        next_sample = next_snapshot = time.monotonic()
+        next_prune = time.monotonic() + 60
+        while not self._stop.wait(1.0):
+            now = time.monotonic()
+            try:
+                self.budgets.tick()
+                if now >= next_sample:
+                    self.resources.sample()
+                    next_sample = now + interval
+                if now >= next_snapshot:
+                    self.snapshot()
+                    next_snapshot = now + s.snapshot_interval_seconds
+                if now >= next_prune:
+                    n = self.ledger.prune(time.time() - s.retention_days * 86400, self.snapshot_seq)
+                    if n:
+                        log.info("pruned %d events older than %g days", n, s.retention_days)
+                    next_prune = now + 3600
+            except Exception:          # housekeeping must never die; the next round retries
+                log.exception("housekeeping failed")
+
+    def snapshot(self) -> None:
+        """Persist metric state as of ledger sequence ``applied_seq`` (no-op if unchanged)."""
+        with self.ledger.lock:
+            seq = self.applied_seq
+            state = {"store": self.store.state(), "health": {
+                "accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
+                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state()}
+        self.ledger.save_snapshot(SNAPSHOT, seq, state)
+        self.snapshot_seq = seq
+
+    # ---- scrape ----------------------------------------------------------------------
+    def render_metrics(self) -> bytes:
+        out: list[str] = []
+        with self.ledger.lock:
+            self.store.render(out)
+            health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
+                      "rejected": dict(self.health["rejected"])}
+            overflow = dict(self.store.guard.overflow)
+        out.append(self._budget_families())
+        out.append(self._resource_families())
+        out.append(gauge_family("costmeter_build_info", "costmeter version; always 1.", ("version",),
+                                [((__version__,), 1.0)]))
+        out.append(gauge_family("costmeter_ingest_events_total", "Usage events accepted and durably recorded.",
+                                (), [((), health["accepted"])], "counter"))
+        out.append(gauge_family("costmeter_ingest_duplicate_events_total",
+                                "Events whose id was already recorded (retries); counted once.",
+                                (), [((), health["duplicates"])], "counter"))
+        out.append(gauge_family("costmeter_ingest_rejected_events_total", "Events rejected as invalid, by reason.",
+                                ("reason",), [((r,), v) for r, v in sorted(health["rejected"].items())], "counter"))
+        out.append(gauge_family("costmeter_series_overflow_total",
+                                "Events whose label value was folded into __overflow__ by the cardinality guard.",
+                                ("label",), [((k,), float(v)) for k, v in sorted(overflow.items())], "counter"))
+        return "".join(out).encode() + generate_latest(self._process)
+
+    def _budget_families(self) -> str:
+        sts = self.budgets.statuses()
+        bp = ("budget", "period")
+
+        def fam(name, help_text, attr):
+            return gauge_family(name, help_text, bp, [((b.name, b.period), float(getattr(b, attr))) for b in sts])
+
+        thresholds = [((b.name, b.period, level), float(b.thresholds[level]))
+                      for b in sts for level in ("warning", "critical", "exceeded")]
+        return "".join((
+            fam("cost_budget_limit_usd", "The budget's limit for the current period, from budgets.yaml.", "limit_usd"),
+            fam("cost_budget_spend_usd", "Spend so far in the current period (this exporter's share).", "spend_usd"),
+            fam("cost_budget_utilization_ratio", "Spend divided by limit for the current period (1 = 100 %).",
+                "utilization_ratio"),
+            fam("cost_budget_forecast_usd", "Projected spend at the end of the current period at the current burn rate.",
+                "forecast_usd"),
+            gauge_family("cost_budget_threshold_ratio", "The budget's alert thresholds as ratios of its limit.",
+                         ("budget", "period", "level"), thresholds),
+            fam("cost_budget_period_start_timestamp_seconds", "When the current budget period started.", "period_start"),
+            fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", "period_end"),
+        ))
+
+    def _resource_families(self) -> str:
+        gauges = self.resources.gauges()
+        usd = self.resources.usd_totals()
+        return "".join((
+            gauge_family("cost_cpu_usage_cores", "CPU cores in use, sampled with psutil.", ("target",),
+                         [((t,), c) for t, c, _ in gauges]),
+            gauge_family("cost_memory_usage_bytes", "Resident memory (host: total minus available), sampled with psutil.",
+                         ("target",), [((t,), m) for t, _, m in gauges]),
+            gauge_family("cost_infrastructure_usd_total",
+                         "CPU and memory turned into USD with the configured hourly rates.", ("target", "resource"),
+                         [(k, v) for k, v in sorted(usd.items())], "counter"),
+        ))
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=1)
+
+

@@ -1,0 +1,53 @@
+"""Prometheus text exposition (format 0.0.4), written directly and fast.
+
+``prometheus_client.generate_latest`` costs ~20 µs a series because it builds
+a Metric and Sample object per series at every scrape. The exporter's data
+families instead keep, per series, the ready-made ``name{labels} `` prefix,
+so a scrape is one string join per family.
+"""
+from __future__ import annotations
+
+import math
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def escape_label(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def label_str(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(names, values))
+
+
+def fmt(v: float) -> str:
+    """Float formatting Prometheus parses: repr() plus Go's spelling of infinities."""
+    if v == math.inf:
+        return "+Inf"
+    if v == -math.inf:
+        return "-Inf"
+    if v != v:
+        return "NaN"
+    return repr(float(v))
+
+
+def header(name: str, kind: str, help_text: str) -> str:
+    return f"# HELP {name} {escape_help(help_text)}\n# TYPE {name} {kind}\n"
+
+
+def gauge_family(name: str, help_text: str, labelnames: tuple[str, ...],
+                 samples: list[tuple[tuple[str, ...], float]], kind: str = "gauge") -> str:
+    """Render a small family computed at scrape time (budgets, resources, health)."""
+    out = [header(name, kind, help_text)]
+    for values, v in samples:
+        if labelnames:
+            out.append(f"{name}{{{label_str(labelnames, values)}}} {fmt(v)}\n")
+        else:
+            out.append(f"{name} {fmt(v)}\n")
+    return "".join(out)

@@ -1,0 +1,210 @@
+"""HTTP routing for the exporter. It only routes: the work is in app.Exporter.
+
+    GET  /                     landing page: links and a table of budgets
+    GET  /metrics              Prometheus text exposition (gzip if accepted)
+    GET  /-/healthy, /-/ready  liveness and readiness
+    POST /v1/events            JSON array or NDJSON of usage events
+    GET  /v1/budgets[/{name}]  budget status as JSON
+
+Auth: when web-config.yml sets ``basic_auth_users`` every endpoint needs
+basic auth, except ``POST /v1/events`` when bearer tokens are configured
+(one request cannot carry both; the write API then takes the token alone).
+Missing token: 401; a wrong one: 403.
+"""
+from __future__ import annotations
+
+import hmac
+import html
+import json
+import logging
+import socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+from .app import Exporter, gzip_bytes
+from .exposition import CONTENT_TYPE
+from .ingest import BodyError, decode
+from .settings import parse_listen_address
+
+log = logging.getLogger("costmeter.http")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    exporter: Exporter
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "costmeter"
+    server: Server
+
+    def log_message(self, fmt, *args):  # access log at debug; errors go through log.warning
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    # ---- responses -----------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        web = self.server.exporter.web
+        for k, v in ({} if web is None else web.headers).items():
+            self.send_header(k, v)
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj, extra: dict | None = None) -> None:
+        self._send(status, json.dumps(obj, indent=1).encode() + b"\n", "application/json", extra)
+
+    def _text(self, status: int, text: str, extra: dict | None = None) -> None:
+        self._send(status, text.encode(), "text/plain; charset=utf-8", extra)
+
+    def _error(self, status: int, message: str, extra: dict | None = None) -> None:
+        self._json(status, {"error": message}, extra)
+
+    # ---- auth --------------------------------------------------------------------
+    def _basic_ok(self) -> bool:
+        web = self.server.exporter.web
+        if web is None or not web.basic_auth_enabled or web.check_basic_auth(self.headers.get("Authorization")):
+            return True
+        self._drain()
+        self._error(401, "basic auth required", {"WWW-Authenticate": 'Basic realm="costmeter"'})
+        return False
+
+    def _bearer_ok(self) -> bool:
+        tokens = self.server.exporter.settings.bearer_tokens
+        auth = self.headers.get("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            self._drain()
+            self._error(401, "missing bearer token: send Authorization: Bearer <token>",
+                        {"WWW-Authenticate": 'Bearer realm="costmeter"'})
+            return False
+        token = token.strip().encode()
+        if not any(hmac.compare_digest(token, t.encode()) for t in tokens):
+            self._drain()
+            self._error(403, "bearer token not accepted")
+            return False
+        return True
+
+    def _drain(self) -> None:
+        """Read a small unread body so the connection stays usable; close on a large one."""
+        n = int(self.headers.get("Content-Length") or 0)
+        if 0 < n <= 1 << 20:
+            self.rfile.read(n)
+        elif n:
+            self.close_connection = True
+
+    # ---- routes -----------------------------------------------------------------
+    def do_GET(self):
+        path = urlsplit(self.path).path
+        exp = self.server.exporter
+        if path in ("/-/healthy",):
+            return self._text(200, "Healthy\n")
+        if not self._basic_ok():
+            return
+        if path == "/metrics":
+            body = exp.render_metrics()
+            extra = {}
+            if "gzip" in (self.headers.get("Accept-Encoding") or ""):
+                body, extra = gzip_bytes(body), {"Content-Encoding": "gzip"}
+            return self._send(200, body, CONTENT_TYPE, extra)
+        if path == "/-/ready":
+            return self._text(200, "Ready\n") if exp.ready else self._text(503, "Not ready\n")
+        if path == "/v1/budgets":
+            return self._json(200, {"budgets": [b.to_dict() for b in exp.budgets.statuses()]})
+        if path.startswith("/v1/budgets/"):
+            name = unquote(path[len("/v1/budgets/"):])
+            periods = exp.budgets.get(name)
+            if not periods:
+                return self._error(404, f"no budget named {name!r}; GET /v1/budgets lists them")
+            return self._json(200, {"name": name, "periods": [b.to_dict() for b in periods]})
+        if path == "/":
+            return self._send(200, landing_page(exp).encode(), "text/html; charset=utf-8")
+        if path == "/v1/events":
+            return self._error(405, "use POST for /v1/events", {"Allow": "POST"})
+        return self._error(404, f"not found: {path}")
+
+    do_HEAD = do_GET
+
+    def do_POST(self):
+        path = urlsplit(self.path).path
+        exp = self.server.exporter
+        if path != "/v1/events":
+            self._drain()
+            return self._error(405 if path in ("/metrics", "/", "/v1/budgets") else 404,
+                               f"POST is only accepted on /v1/events, not {path}")
+        if exp.settings.bearer_tokens:
+            if not self._bearer_ok():
+                return
+        elif not self._basic_ok():
+            return
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            return self._error(411, "send the body with a Content-Length, not chunked")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            return self._error(400, "Content-Length is not a number")
+        if length > exp.settings.max_body_bytes:
+            self.close_connection = True
+            return self._error(413, f"body of {length} bytes is larger than the limit of "
+                                    f"{exp.settings.max_body_bytes} bytes; send smaller batches")
+        body = self.rfile.read(length) if length else b""
+        try:
+            objs = decode(body, self.headers.get("Content-Type"))
+        except BodyError as e:
+            exp.health["rejected"]["malformed"] += 1
+            return self._error(e.status, e.message)
+        if len(objs) > exp.settings.max_events_per_request:
+            return self._error(413, f"{len(objs)} events in one request; the limit is "
+                                    f"{exp.settings.max_events_per_request}")
+        try:
+            result = exp.ingest(objs)
+        except Exception as e:  # the ledger failed: nothing in this batch was acknowledged
+            log.exception("ingest failed")
+            return self._error(503, f"events not recorded, retry later: {e}", {"Retry-After": "1"})
+        body = result.to_dict()
+        if result.rejected:
+            first = result.rejected[0]
+            ident = f' (id "{first["id"]}")' if first["id"] else ""
+            where = f'{first["field"]}: ' if first["field"] else ""
+            body["error"] = (f'{len(result.rejected)} of {len(objs)} events rejected; first: event '
+                             f'{first["index"]}{ident}: {where}{first["error"]}')
+            return self._json(422, body)
+        return self._json(200, body)
+
+
+def serve(exporter: Exporter) -> Server:
+    host, port = parse_listen_address(exporter.settings.listen_address)
+    Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    srv = Server((host, port), Handler)
+    srv.exporter = exporter
+    if exporter.web is not None and exporter.web.tls_enabled:
+        srv.socket = exporter.web.ssl_context().wrap_socket(srv.socket, server_side=True)
+    log.info("listening on %s", exporter.url if exporter.http else f"{host}:{srv.server_address[1]}")
+    return srv
+
+
+def landing_page(exp: Exporter) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(b.name)}</td><td>{b.period}</td><td>${b.spend_usd:,.2f}</td>"
+        f"<td>${b.limit_usd:,.2f}</td><td>{b.utilization_ratio:.0%}</td><td class={b.status}>{b.status}</td></tr>"
+        for b in exp.budgets.statuses())
+    table = (f"<table><tr><th>budget</th><th>period</th><th>spend</th><th>limit</th><th>used</th>"
+             f"<th>status</th></tr>{rows}</table>" if rows else
+             "<p>No budgets configured. Pass <code>--budgets.file</code> or set GLOBAL_BUDGET_DAILY.</p>")
+    from . import __version__
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>costmeter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}
+.warning{{color:#b58900}}.critical{{color:#cb4b16}}.exceeded{{color:#dc322f;font-weight:bold}}</style></head>
+<body><h1>costmeter {__version__}</h1>
+<p><a href="/metrics">Metrics</a> · <a href="/v1/budgets">Budgets (JSON)</a> ·
+<a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+<p>Send usage events with <code>POST /v1/events</code> (JSON array or NDJSON).</p>
+<h2>Budgets</h2>{table}</body></html>"""

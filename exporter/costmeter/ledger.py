@@ -1,0 +1,173 @@
+"""The durable spend ledger: every accepted usage event, in SQLite (WAL mode).
+
+One row per accepted event, written with ``synchronous=FULL`` inside one
+transaction per batch, so an event acknowledged to a client survives a crash
+or power loss. ``id`` is the idempotency key: a retried event is found and
+counted as a duplicate, never twice.
+
+Metric state is rebuilt on start from a snapshot (the in-memory counters as
+of ledger sequence number N, written every few seconds) plus a replay of the
+rows after N, so counters never go backwards across restarts and start-up
+does not re-read the whole history.
+
+Schema (``seq`` is the replay order)::
+
+    events(seq INTEGER PRIMARY KEY, id TEXT UNIQUE, ts REAL, provider, model,
+           tenant, endpoint, input, cached_input, cache_write, output,
+           reasoning, cost REAL NULL (NULL = no price), cost_given INTEGER,
+           duration REAL NULL, error INTEGER, cache_hit INTEGER NULL,
+           saved REAL, batch INTEGER, received REAL)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from typing import Iterable, Iterator, Sequence
+
+SCHEMA_VERSION = 1
+
+# Column order of a ledger row, as written and as replayed.
+COLUMNS = ("id", "ts", "provider", "model", "tenant", "endpoint",
+           "input", "cached_input", "cache_write", "output", "reasoning",
+           "cost", "cost_given", "duration", "error", "cache_hit", "saved", "batch", "received")
+ROW_ID, ROW_TS, ROW_PROVIDER, ROW_MODEL, ROW_TENANT, ROW_ENDPOINT = range(6)
+ROW_TOKENS = slice(6, 11)
+ROW_COST, ROW_COST_GIVEN, ROW_DURATION, ROW_ERROR, ROW_CACHE_HIT, ROW_SAVED, ROW_BATCH = range(11, 18)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY,
+    id TEXT, ts REAL NOT NULL,
+    provider TEXT NOT NULL, model TEXT NOT NULL, tenant TEXT NOT NULL, endpoint TEXT NOT NULL,
+    input INTEGER NOT NULL, cached_input INTEGER NOT NULL, cache_write INTEGER NOT NULL,
+    output INTEGER NOT NULL, reasoning INTEGER NOT NULL,
+    cost REAL, cost_given INTEGER NOT NULL, duration REAL, error INTEGER NOT NULL,
+    cache_hit INTEGER, saved REAL NOT NULL, batch INTEGER NOT NULL, received REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events(id) WHERE id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
+"""
+_INSERT = f"INSERT INTO events({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})"
+_ID_CHUNK = 5000  # bound variables per IN (...) query; SQLite allows 32766
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+class Ledger:
+    """Thread-safe append-only ledger. Writes are serialised by one lock."""
+
+    def __init__(self, state_dir: str):
+        os.makedirs(state_dir, exist_ok=True)
+        self.path = os.path.join(state_dir, "ledger.db")
+        self.lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"{self.path}: cannot open ledger: {e}") from None
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise LedgerError(f"{self.path}: ledger schema {row[0]} is newer than this costmeter ({SCHEMA_VERSION})")
+
+    # ---- writes ---------------------------------------------------------
+    def append(self, rows: Sequence[tuple]) -> tuple[list[int], int]:
+        """Durably append rows (tuples in COLUMNS order), skipping ids already stored.
+
+        Returns (indexes of the rows written, sequence number of the last
+        row written). Caller holds ``self.lock`` if it must apply the rows to
+        in-memory state in ledger order.
+        """
+        with self.lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
+                seen: set[str] = set()
+                for i in range(0, len(ids), _ID_CHUNK):
+                    chunk = ids[i:i + _ID_CHUNK]
+                    q = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"
+                    seen.update(r[0] for r in db.execute(q, chunk))
+                keep: list[int] = []
+                for i, r in enumerate(rows):
+                    rid = r[ROW_ID]
+                    if rid is not None:
+                        if rid in seen:
+                            continue
+                        seen.add(rid)          # a duplicate inside the same batch
+                    keep.append(i)
+                if keep:
+                    db.executemany(_INSERT, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
+                last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return keep, last
+
+    def save_snapshot(self, name: str, seq: int, data: dict) -> None:
+        text = json.dumps(data, separators=(",", ":"))
+        with self.lock:
+            self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
+
+    def prune(self, before_ts: float, max_seq: int) -> int:
+        """Delete raw events older than ``before_ts`` already folded into a snapshot."""
+        with self.lock:
+            cur = self._db.execute("DELETE FROM events WHERE ts < ? AND seq <= ?", (before_ts, max_seq))
+            return cur.rowcount
+
+    # ---- reads ------------------------------------------------------------
+    def load_snapshot(self, name: str) -> tuple[int, dict | None]:
+        row = self._db.execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
+        return (0, None) if row is None else (row[0], json.loads(row[1]))
+
+    def replay(self, after_seq: int, batch: int = 10_000) -> Iterator[tuple[int, tuple]]:
+        """Yield (seq, row) for every event after ``after_seq``, in order."""
+        cols = ",".join(COLUMNS)
+        db = sqlite3.connect(self.path)   # own connection: readers never block the writer
+        try:
+            last = after_seq
+            while True:
+                rows = db.execute(f"SELECT seq,{cols} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                  (last, batch)).fetchall()
+                if not rows:
+                    return
+                for r in rows:
+                    yield r[0], r[1:]
+                last = rows[-1][0]
+        finally:
+            db.close()
+
+    def sums(self, start_ts: float, end_ts: float) -> list[tuple[str, str, str, str, float]]:
+        """Priced spend per (provider, model, tenant, endpoint) for events in [start, end)."""
+        db = sqlite3.connect(self.path)
+        try:
+            return db.execute(
+                "SELECT provider, model, tenant, endpoint, sum(cost) FROM events "
+                "WHERE ts >= ? AND ts < ? AND cost IS NOT NULL "
+                "GROUP BY provider, model, tenant, endpoint", (start_ts, end_ts)).fetchall()
+        finally:
+            db.close()
+
+    def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        """Read-only query on a fresh connection (used by reports)."""
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            return db.execute(sql, tuple(params)).fetchall()
+        finally:
+            db.close()
+
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
