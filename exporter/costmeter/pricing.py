@@ -245,13 +245,13 @@ def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _Mod
             except ConfigError as e:
                 errors.append(e)
                 continue
-            ts, rates, tier = _parse_entry(doc, ipath, item, errors, need_date=len(plist) > 1 and i > 0)
-            if ts in seen:
-                errors.append(doc.error(ipath + ("effective_from",), f"a price for this date is already given at prices[{seen[ts]}]"))
-            seen[ts] = i
+            ts, rates, tier = _parse_entry(doc, ipath, item, errors, need_date=i > 0)
+            if ts is not None or i == 0:
+                if ts in seen:
+                    errors.append(doc.error(ipath + ("effective_from",),
+                                            f"a price for this date is already given at prices[{seen[ts]}]"))
+                seen[ts] = i
             entries.append((ts, rates, tier))
-        if sum(1 for ts, _, _ in entries if ts is None) > 1:
-            errors.append(doc.error(path + ("prices",), "only one price may omit effective_from"))
     else:
         allowed = _ENTRY_KEYS + _MODEL_META_KEYS
         for k in m:
@@ -293,6 +293,45 @@ def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _Mod
         except ConfigError as e:
             errors.append(e)
     return _ModelSpec(name, entries, aliases, pats, bd, doc.file, doc.line(path))
+
+
+def _read(text: str | None, file: str | None) -> Doc:
+    """yamlconf.load/loads, surviving impossible dates.
+
+    PyYAML raises a bare ValueError (no line) for an unquoted date such as
+    2025-13-40. Such tokens are quoted in place (same line) and the text parsed
+    again, so that validation reports them with their full key path and line.
+    """
+    if text is None:
+        try:
+            return yamlconf.load(file)  # type: ignore[arg-type]  # ConfigError for I/O and encoding
+        except ConfigError:
+            raise
+        except ValueError:
+            with open(file, encoding="utf-8") as f:  # type: ignore[arg-type]
+                text = f.read()
+    return _loads_dates(text, file)
+
+
+_DATE_RE = re.compile(r"(?<![\w\"'-])(\d{4}-\d{1,2}-\d{1,2})(?![\w\"'-])")
+
+
+def _loads_dates(text: str, file: str | None) -> Doc:
+    try:
+        return yamlconf.loads(text, file)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        def quote_bad(m: re.Match) -> str:
+            try:
+                date(*map(int, m.group(1).split("-")))
+                return m.group(1)
+            except ValueError:
+                return f'"{m.group(1)}"'
+        fixed = _DATE_RE.sub(quote_bad, text)
+        if fixed == text:
+            raise ConfigError(file, None, None, f"invalid value: {e}") from None
+        return yamlconf.loads(fixed, file)
 
 
 def _parse(doc: Doc) -> _Layer:
@@ -375,7 +414,7 @@ _default_layer: _Layer | None = None
 def _defaults() -> _Layer:
     global _default_layer
     if _default_layer is None:
-        _default_layer = _parse(yamlconf.load(default_pricing_path()))
+        _default_layer = _parse(_read(None, default_pricing_path()))
     return _default_layer
 
 
@@ -440,13 +479,13 @@ class PricingTable:
         """The built-in table, with the user's file at ``path`` (if any) on top."""
         if path is None:
             return cls([_defaults()])
-        user = _parse(yamlconf.load(path))
+        user = _parse(_read(None, path))
         return cls([_defaults(), user] if user.include_defaults else [user])
 
     @classmethod
     def loads(cls, text: str, file: str = "<string>") -> "PricingTable":
         """A table from YAML text, on top of the built-in one unless it says include_defaults: false."""
-        user = _parse(yamlconf.loads(text, file))
+        user = _parse(_read(text, file))
         return cls([_defaults(), user] if user.include_defaults else [user])
 
     def _build(self, layers: list[_Layer]) -> None:
