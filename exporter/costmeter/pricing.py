@@ -12,7 +12,7 @@ YAML schema is documented at the top of that file. In short::
           gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60}
           o3:
             prices:                 # several prices, each in force from its date
-              - {effective_from: 2025-04-16, input: 10.0, cached_input: 2.50, output: 40.0}
+              - {input: 10.0, cached_input: 2.50, output: 40.0}   # the first may omit its date
               - {effective_from: 2025-06-10, input: 2.0, cached_input: 0.50, output: 8.0}
       anthropic:
         models:
