@@ -172,6 +172,7 @@ class _Errors:
         return None
 
     def raise_if_any(self):
+        self.errors.sort(key=lambda e: (e.file != "environment", e.line or 0))   # file order; env first
         if len(self.errors) == 1:
             raise self.errors[0]
         if self.errors:
@@ -487,6 +488,15 @@ def _status(inst: _Instance, now: float) -> BudgetStatus:
         timezone=spec.timezone)
 
 
+def _now() -> float:
+    return time.time()
+
+
+def _is_time_time(clock) -> bool:
+    # Not ``clock is time.time``: freezegun swaps module attributes that hold time.time.
+    return getattr(clock, "__module__", None) == "time" and getattr(clock, "__name__", None) == "time"
+
+
 SumsFn = Callable[[float, float], Iterable[tuple[str, str, str, str, float]]]
 
 
@@ -500,7 +510,9 @@ class BudgetBook:
                  clock: Callable[[], float] = time.time):
         self.config = config
         self.governance = governance
-        self._clock = clock
+        # time.time as a default argument is bound once; look it up per call so that
+        # tests (freezegun) and the real clock behave the same.
+        self._clock = _now if _is_time_time(clock) else clock
         self._lock = threading.Lock()
         now = clock()
         self._instances: list[_Instance] = [_Instance(s, now) for s in config.budgets]

@@ -37,7 +37,10 @@ class GovernanceLog:
 
     def __init__(self, path: str, clock: Callable[[], float] = time.time):
         self.path = path
-        self._clock = clock
+        # A default time.time is looked up per call, so freezegun (which swaps module
+        # attributes, not bound defaults) moves this clock too.
+        plain = getattr(clock, "__module__", None) == "time" and getattr(clock, "__name__", None) == "time"
+        self._clock = (lambda: time.time()) if plain else clock
         self._lock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
