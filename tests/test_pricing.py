@@ -554,13 +554,3 @@ def test_model_price_object(table):
     assert p.long_context_above == 200_000 and p.long_context.input == 6.0
     assert p.cost(200_001, output_tokens=1) == table.cost("anthropic", "claude-sonnet-4", 200_001, output_tokens=1)
     assert p.batch_discount == 0.5
-
-
-def test_cost_is_fast(table):
-    import timeit
-    n = 20_000
-    table.cost("openai", "gpt-4o-mini-2024-07-18", 600, 400, 0, 300, 200)
-    sec = min(timeit.repeat(lambda: table.cost("openai", "gpt-4o-mini-2024-07-18", 600, 400, 0, 300, 200),
-                            number=n, repeat=3)) / n
-    # Budget: 50,000 events/s end to end leaves 20 µs per event; pricing must be a small part.
-    assert sec < 5e-6, f"cost() took {sec * 1e6:.2f} µs"

@@ -115,9 +115,9 @@ def cmd_check(args) -> int:
         settings = load_settings(cfg, _overrides(args))
     attempt(cfg or "built-in exporter settings", load)
     if settings is not None:
-        budgets = settings.budgets_file
-        pricing = settings.pricing_file
-        web = settings.web_config_file
+        budgets = settings.budgets_file or budgets
+        pricing = settings.pricing_file or pricing
+        web = settings.web_config_file or web
     attempt(budgets or "budgets from the environment", lambda: load_budgets(budgets))
     attempt(pricing or "built-in pricing table", lambda: PricingTable.load(pricing))
     if web:

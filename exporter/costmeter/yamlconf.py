@@ -81,7 +81,11 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], loader: yaml.Sa
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(item, path + (i,), lines, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as e:   # e.g. an impossible unquoted date such as 2025-13-40
+        raise ConfigError(None, node.start_mark.line + 1, key_name(path) or None,
+                          f"cannot read {node.value!r}: {e}") from None
 
 
 def loads(text: str, file: str | None = None) -> Doc:

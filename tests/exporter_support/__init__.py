@@ -1,0 +1,101 @@
+"""Run the real `costmeter serve` process on a loopback port for integration tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def costmeter_cmd() -> list[str]:
+    return [sys.executable, "-m", "costmeter.cli"]
+
+
+class ExporterProcess:
+    """A `costmeter serve` child process. Use as a context manager."""
+
+    def __init__(self, state_dir: str, *args: str, port: int | None = None, env: dict | None = None,
+                 scheme: str = "http", storage_flag: bool = True):
+        self.state_dir, self.args, self.storage_flag = state_dir, list(args), storage_flag
+        self.port = port or free_port()
+        self.env = dict(os.environ, **(env or {}))
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(state_dir, f"exporter-{self.port}.log")
+
+    def start(self, wait: bool = True, verify=True) -> "ExporterProcess":
+        os.makedirs(self.state_dir, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            costmeter_cmd() + ["serve", f"--web.listen-address=127.0.0.1:{self.port}"]
+            + ([f"--storage.path={self.state_dir}"] if self.storage_flag else []) + self.args,
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        if wait:
+            self.wait_ready(verify=verify)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0, verify=True) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exporter exited with {self.proc.returncode}: {self.log()}")
+            try:
+                if requests.get(self.url + "/-/healthy", timeout=1, verify=verify).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"exporter not ready after {timeout}s: {self.log()}")
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+        return self.proc.returncode if self.proc else 0
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def parse_metrics(text: str) -> dict[tuple, float]:
+    """{(name, frozenset(labels.items())): value} from a text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def sample(metrics: dict, name: str, **labels) -> float | None:
+    return metrics.get((name, frozenset(labels.items())))
