@@ -413,7 +413,7 @@ def load_error(tmp_path, text: str) -> ConfigError:
              prices:
                - {input: 1, output: 1}
                - {effective_from: 2025-13-40, input: 2, output: 2}
-     """, 7, "providers.openai.models.m.prices[1].effective_from", "not a date"),
+     """, 7, "providers.openai.models.m.prices[1].effective_from", "month must be in 1..12"),
     ("""
      providers:
        openai:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field

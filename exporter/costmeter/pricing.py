@@ -296,42 +296,7 @@ def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _Mod
 
 
 def _read(text: str | None, file: str | None) -> Doc:
-    """yamlconf.load/loads, surviving impossible dates.
-
-    PyYAML raises a bare ValueError (no line) for an unquoted date such as
-    2025-13-40. Such tokens are quoted in place (same line) and the text parsed
-    again, so that validation reports them with their full key path and line.
-    """
-    if text is None:
-        try:
-            return yamlconf.load(file)  # type: ignore[arg-type]  # ConfigError for I/O and encoding
-        except ConfigError:
-            raise
-        except ValueError:
-            with open(file, encoding="utf-8") as f:  # type: ignore[arg-type]
-                text = f.read()
-    return _loads_dates(text, file)
-
-
-_DATE_RE = re.compile(r"(?<![\w\"'-])(\d{4}-\d{1,2}-\d{1,2})(?![\w\"'-])")
-
-
-def _loads_dates(text: str, file: str | None) -> Doc:
-    try:
-        return yamlconf.loads(text, file)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        def quote_bad(m: re.Match) -> str:
-            try:
-                date(*map(int, m.group(1).split("-")))
-                return m.group(1)
-            except ValueError:
-                return f'"{m.group(1)}"'
-        fixed = _DATE_RE.sub(quote_bad, text)
-        if fixed == text:
-            raise ConfigError(file, None, None, f"invalid value: {e}") from None
-        return yamlconf.loads(fixed, file)
+    return yamlconf.load(file) if text is None else yamlconf.loads(text, file)  # type: ignore[arg-type]
 
 
 def _parse(doc: Doc) -> _Layer:

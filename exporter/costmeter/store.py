@@ -21,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from .cardinality import OVERFLOW, CardinalityGuard
 from .events import TOKEN_TYPES
-from .exposition import escape_label, fmt, header, label_str
+from .exposition import fmt, header, label_str
 from .ledger import ROW_CACHE_HIT, ROW_COST, ROW_DURATION, ROW_ERROR, ROW_SAVED
 
 # USD per request: from a cached embedding (~$1e-6) to a long reasoning call (~$10).
