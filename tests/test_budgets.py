@@ -566,3 +566,14 @@ def test_budget_status_is_a_dataclass_with_the_documented_fields():
     assert {"name", "period", "selector", "limit_usd", "spend_usd", "utilization_ratio", "thresholds",
             "period_start", "period_end", "daily_burn_rate_usd", "forecast_usd", "projected_exhaustion",
             "status"} <= fields
+
+
+def test_roll_after_sleeping_through_a_whole_period_starts_at_zero():
+    b, clock = book("global: {daily: 10, weekly: 50}\n", "2026-11-22T23:00:00+00:00")   # Sunday
+    b.observe("p", "m", "t", "e", 1.0, ts("2026-11-22T23:30:00+00:00"))
+    b.observe("p", "m", "t", "e", 2.0, ts("2026-11-23T00:30:00+00:00"))   # held for Monday
+    clock[0] = ts("2026-11-24T12:00:00+00:00")                             # Tuesday: Monday was skipped
+    b.tick()
+    got = {s.period: (s.spend_usd, s.period_start) for s in b.statuses()}
+    assert got == {"daily": (0.0, ts("2026-11-24T00:00:00+00:00")),
+                   "weekly": (2.0, ts("2026-11-23T00:00:00+00:00"))}      # the new week kept Monday's event

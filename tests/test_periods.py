@@ -184,3 +184,10 @@ def test_every_instant_of_a_dst_year_lies_in_its_period():
             assert s == prev[1]
         prev = (s, e)
         t += 1800.0
+
+
+def test_module_examples():
+    import doctest
+
+    from costmeter import periods
+    assert doctest.testmod(periods).failed == 0

@@ -34,6 +34,12 @@ expensive call is damped instead of being extrapolated over the whole period.
 spend reaches the limit at that rate, None if not before the period ends, and
 the time of the status itself when spend has already reached the limit.
 
+Enforcement. ``should_deny`` is true when ``spend + extra_usd >= limit * exceeded``
+for any matching budget, ``should_throttle`` when ``spend >= limit * warning``.
+A True answer is written to the governance log; repeats for the same budget,
+period and tenant within a minute are folded into the next line's
+``repeats_since_last`` so a tenant retrying in a loop cannot flood the log.
+
 Status ``ok | warning | critical | exceeded`` compares ``spend / limit`` with
 the budget's thresholds (defaults 0.80, 0.95, 1.00).
 """
@@ -56,7 +62,7 @@ from .periods import ALL_PERIODS, FIXED, PERIODS, period_bounds, to_timestamp
 from .yamlconf import ConfigError, ConfigErrors, Doc
 
 __all__ = ["Thresholds", "BudgetSpec", "BudgetConfig", "BudgetStatus", "BudgetBook",
-           "load_budgets", "loads_budgets", "SELECTOR_KEYS", "LEVELS", "ENV_VARS"]
+           "load_budgets", "loads_budgets", "budgets_from_doc", "SELECTOR_KEYS", "LEVELS", "ENV_VARS"]
 
 SELECTOR_KEYS = ("provider", "model", "tenant", "endpoint")   # order of the route key
 LEVELS = ("warning", "critical", "exceeded")
@@ -608,6 +614,11 @@ class BudgetBook:
         ``sums(start, end)`` yields ``(provider, model, tenant, endpoint, cost_sum)`` for the
         events with ``start <= ts < end``. It is called once per distinct period range, outside
         the lock, and kept so that each later period roll is recomputed from it as well.
+
+        The ledger read and ``observe`` are not atomic with each other: an event observed
+        while ``sums`` runs may be counted twice or not at all. Call it at start-up before
+        ingest starts; at a period roll only the budgets that rolled are recomputed, and
+        they are seconds into their new period.
         """
         self._sums = sums
         now = self._clock()
