@@ -221,6 +221,20 @@ class _Tracked:
     cpu: float          # user + system seconds at the last read
 
 
+# Process start times are whole clock ticks (1/100 s) after boot, rounded down.
+_START_TOLERANCE = 0.02
+
+
+def _uptime(boot_time: float) -> float:
+    """Seconds since boot on the clock process start times use. psutil's
+    create_time() is boot_time() + start ticks, and boot_time() is whole seconds,
+    so comparing create_time() with time.time() can be off by up to a second;
+    comparing offsets from boot is exact to a tick."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.time() - boot_time
+
+
 def _cpu_busy_total(t: Any) -> tuple[float, float]:
     total = sum(t)
     # On Linux guest time is already included in user and nice.
@@ -250,7 +264,8 @@ class ResourceSampler:
         self._accum: dict[tuple[str, str], float] = {(t, r): 0.0 for t in self._targets for r in RESOURCES}
         self._base: dict[tuple[str, str], float] = {}
         self._last_t: float | None = None
-        self._last_wall: float = time.time()
+        self._boot_time = psutil.boot_time()
+        self._last_uptime: float = _uptime(self._boot_time)
         with self._sample_lock:
             self._read(first=True)
 
@@ -308,7 +323,7 @@ class ResourceSampler:
 
     def _read(self, first: bool) -> None:
         now = self._clock()
-        wall = time.time()
+        uptime = _uptime(self._boot_time)
         dt = None if first or self._last_t is None else now - self._last_t
         readings: dict[str, tuple[float, float]] = {}
         matched = self._match_pids() if any(p.match for p in self._cfg.processes) else {}
@@ -338,7 +353,7 @@ class ResourceSampler:
             for t, (cores, mem) in readings.items():
                 self._gauges[t] = (0.0 if first else cores, mem)
         self._last_t = now
-        self._last_wall = wall
+        self._last_uptime = uptime
 
     def _read_host(self) -> tuple[float, float]:
         now = [_cpu_busy_total(t) for t in psutil.cpu_times(percpu=True)]
@@ -404,7 +419,8 @@ class ResourceSampler:
                     cpu = ct.user + ct.system
                     if tr is not None:
                         cpu_delta += max(0.0, cpu - tr.cpu)
-                    elif dt is not None and proc.create_time() >= self._last_wall:
+                    elif dt is not None and \
+                            proc.create_time() - self._boot_time >= self._last_uptime - _START_TOLERANCE:
                         cpu_delta += cpu  # born after the previous sample: all its CPU is in this interval
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied) as e:
                 log.debug("resources: target %s: pid %d is gone or unreadable: %s", target, pid, e)
