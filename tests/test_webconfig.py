@@ -417,3 +417,37 @@ def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_web_config(path)
     assert info.value.file == path and "cannot read" in info.value.message
+
+
+# ---- the shipped example ---------------------------------------------------------
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "config", "web-config.yml")
+
+
+def test_shipped_example_is_inert_and_its_auth_and_headers_blocks_are_valid(tmp_path):
+    wc = load_web_config(EXAMPLE)
+    assert (wc.tls_enabled, wc.basic_auth_enabled, wc.headers) == (False, False, {})
+    # uncomment everything from http_server_config on, one "# " level
+    lines = open(EXAMPLE).read().splitlines()
+    start = lines.index("# http_server_config:")
+    text = "\n".join(lines[:start] + [ln[2:] if ln.startswith("# ") else ln for ln in lines[start:]]) + "\n"
+    p = tmp_path / "web-config.yml"
+    p.write_text(text)
+    wc = load_web_config(str(p))
+    assert wc.headers == {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "deny"}
+    assert wc.basic_auth_enabled and not wc.check_basic_auth(_basic("prometheus", "guess"))
+
+
+def test_shipped_example_tls_block_is_valid(tmp_path, certs, serve):
+    lines = open(EXAMPLE).read().splitlines()
+    start = lines.index("# tls_server_config:")
+    text = "\n".join(lines[:start] + [ln[2:] if ln.startswith("# ") else ln for ln in lines[start:]]) + "\n"
+    (tmp_path / "tls").mkdir()
+    shutil.copy(os.path.join(certs, "server.crt"), tmp_path / "tls" / "costmeter.crt")
+    shutil.copy(os.path.join(certs, "server.key"), tmp_path / "tls" / "costmeter.key")
+    p = tmp_path / "web-config.yml"
+    p.write_text(text)
+    wc = load_web_config(str(p))
+    assert wc.tls_enabled and wc.basic_auth_enabled
+    r = requests.get(serve(wc), verify=os.path.join(certs, "ca.crt"), timeout=5)
+    assert r.status_code == 401 and r.headers["X-Frame-Options"] == "deny"
