@@ -87,6 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
         wc: WebConfig = self.server.wc  # type: ignore[attr-defined]
         if not wc.check_basic_auth(self.headers.get("Authorization")):
             self.send_response(401)
+            for k, v in wc.headers.items():  # like exporter-toolkit: headers on every response
+                self.send_header(k, v)
             self.send_header("WWW-Authenticate", "Basic")
             self.send_header("Content-Length", "0")
             self.end_headers()
