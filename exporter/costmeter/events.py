@@ -173,14 +173,33 @@ def parse_timestamp(v, now: float) -> float:
     return ts
 
 
+def _fast_label(v, obj: dict, name: str, default: str | None) -> str:
+    if type(v) is str and 0 < len(v) <= MAX_LABEL_LENGTH and v.isprintable():
+        return v
+    return _label(obj, name, default)      # defaults, or raises naming the problem
+
+
+def _fast_count(v, obj: dict, name: str) -> int:
+    if v is None:
+        return 0
+    if type(v) is int and 0 <= v <= MAX_TOKENS:
+        return v
+    return _count(obj, name)
+
+
 def parse_event(obj, now: float | None = None) -> UsageEvent:
-    """Validate one decoded JSON value into a UsageEvent (raises EventError)."""
+    """Validate one decoded JSON value into a UsageEvent (raises EventError).
+
+    On the ingest hot path: the common, valid case is checked inline and only
+    unusual values go through the helpers that explain what is wrong.
+    """
     if type(obj) is not dict:
         raise EventError(None, f"an event must be a JSON object, got {type(obj).__name__}")
     if not KNOWN_FIELDS.issuperset(obj):
         unknown = sorted(k for k in obj if k not in KNOWN_FIELDS)
         raise EventError(unknown[0], "unknown field")
-    eid = obj.get("id")
+    g = obj.get
+    eid = g("id")
     if eid is not None:
         if type(eid) is not str or not eid:
             raise EventError("id", "must be a non-empty string")
@@ -188,25 +207,43 @@ def parse_event(obj, now: float | None = None) -> UsageEvent:
             raise EventError("id", f"is longer than {MAX_ID_LENGTH} characters")
         if not eid.isprintable():
             raise EventError("id", "contains control characters or bytes that are not UTF-8")
-    cost = _amount(obj, "cost_usd", MAX_COST_USD)
+    ts = g("timestamp")
+    if ts is None:
+        ts = time.time() if now is None else now
+    else:
+        ts = parse_timestamp(ts, time.time() if now is None else now)
+    cost = g("cost_usd")
+    if cost is not None:
+        cost = _amount(obj, "cost_usd", MAX_COST_USD)
+    dur = g("duration_seconds")
+    if dur is not None:
+        dur = _amount(obj, "duration_seconds", MAX_DURATION_SECONDS)
+    hit = g("cache_hit")
+    if hit is not None:
+        hit = _flag(obj, "cache_hit")
+        saved = _amount(obj, "saved_cost_usd", MAX_COST_USD) or 0.0
+    elif g("saved_cost_usd") is not None:
+        saved = _amount(obj, "saved_cost_usd", MAX_COST_USD) or 0.0
+    else:
+        saved = 0.0
+    err = g("error")
+    if err is not None and err is not False:
+        err = _flag(obj, "error")
+    batch = g("batch")
+    if batch is not None and batch is not False:
+        batch = _flag(obj, "batch")
     return UsageEvent(
-        id=eid,
-        timestamp=parse_timestamp(obj.get("timestamp"), time.time() if now is None else now),
-        provider=_label(obj, "provider", None),
-        model=_label(obj, "model", DEFAULT_MODEL),
-        tenant=_label(obj, "tenant", DEFAULT_TENANT),
-        endpoint=_label(obj, "endpoint", DEFAULT_ENDPOINT),
-        input_tokens=_count(obj, "input_tokens"),
-        cached_input_tokens=_count(obj, "cached_input_tokens"),
-        cache_write_tokens=_count(obj, "cache_write_tokens"),
-        output_tokens=_count(obj, "output_tokens"),
-        reasoning_tokens=_count(obj, "reasoning_tokens"),
-        cost_usd=cost,
-        duration_seconds=_amount(obj, "duration_seconds", MAX_DURATION_SECONDS),
-        error=_flag(obj, "error"),
-        cache_hit=None if obj.get("cache_hit") is None else _flag(obj, "cache_hit"),
-        saved_cost_usd=_amount(obj, "saved_cost_usd", MAX_COST_USD) or 0.0,
-        batch=_flag(obj, "batch"),
+        eid, ts,
+        _fast_label(g("provider"), obj, "provider", None),
+        _fast_label(g("model"), obj, "model", DEFAULT_MODEL),
+        _fast_label(g("tenant"), obj, "tenant", DEFAULT_TENANT),
+        _fast_label(g("endpoint"), obj, "endpoint", DEFAULT_ENDPOINT),
+        _fast_count(g("input_tokens"), obj, "input_tokens"),
+        _fast_count(g("cached_input_tokens"), obj, "cached_input_tokens"),
+        _fast_count(g("cache_write_tokens"), obj, "cache_write_tokens"),
+        _fast_count(g("output_tokens"), obj, "output_tokens"),
+        _fast_count(g("reasoning_tokens"), obj, "reasoning_tokens"),
+        cost, dur, bool(err), hit, saved, bool(batch),
     )
 
 
