@@ -49,9 +49,9 @@ def test_bare_usage_dict_and_no_usage():
 def test_stream_accumulators():
     s = StreamUsage()
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
-    s.feed(ChatCompletionChunk(**base, choices=[{"index": 0, "delta": {"content": "hi"}}]))
+    s.feed(ChatCompletionChunk.construct(**base, choices=[{"index": 0, "delta": {"content": "hi"}}], usage=None))
     assert s.tokens is None
-    s.feed(ChatCompletionChunk(**base, choices=[], usage={"prompt_tokens": 10, "completion_tokens": 4,
+    s.feed(ChatCompletionChunk.construct(**base, choices=[], usage={"prompt_tokens": 10, "completion_tokens": 4,
                                                          "prompt_tokens_details": {"cached_tokens": 6}}))
     assert (s.model, s.tokens) == ("gpt-4o-mini-2024-07-18", (4, 6, 0, 4, 0))
 
