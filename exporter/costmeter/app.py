@@ -213,7 +213,8 @@ class Exporter:
         while not self._stop.wait(1.0):
             now = time.monotonic()
             try:
-                self.budgets.tick()
+                with self.ledger.lock:   # a period roll re-reads the ledger: no ingest in between
+                    self.budgets.tick()
                 if now >= next_sample:
                     self.resources.sample()
                     next_sample = now + interval
