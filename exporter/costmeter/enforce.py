@@ -138,12 +138,13 @@ class RemoteSource:
             self.refresh()
         labels = {"provider": provider, "model": model, "tenant": tenant, "endpoint": endpoint}
         out = [s for sel, s in self._all if all(labels.get(k) == v for k, v in sel.items())]
-        if tenant and not any(sel == {"tenant": tenant} for sel, _ in self._all):
-            # tenant defaults (budget "tenant:<t>") exist on the exporter for every tenant, also unseen ones
+        name = "tenant:" + tenant if tenant else None
+        if name and not any(s.name == name for _, s in self._all):
+            # tenant defaults (budget "tenant:<t>") apply to every tenant, also ones the exporter has not seen
             hit = self._tenants.get(tenant)
             if hit is None or now - hit[0] > self.ttl:
-                body = self._get("/v1/budgets/" + quote("tenant:" + tenant, safe=":"))
-                items = body.get("budgets", []) if isinstance(body, dict) else (body or [])
+                body = self._get("/v1/budgets/" + quote(name, safe=":"))
+                items = (body.get("periods") or body.get("budgets") or []) if isinstance(body, dict) else []
                 hit = self._tenants[tenant] = (now, [self._status(d, now)[1] for d in items])
             out.extend(hit[1])
         return out
@@ -291,10 +292,10 @@ class Enforcer:
                 return None
             worst = self._over(sts, amount, strict=True)
             if worst is None:
+                hot = self._hot(sts)          # judged like should_throttle(): before this reservation
                 keys = tuple((s.name, s.period) for s in sts)
                 for k in keys:
                     self.reserved[k] += amount
-                hot = self._hot(sts)
             else:
                 self.stats["denied"] += 1
         if worst is not None:
