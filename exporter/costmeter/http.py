@@ -103,10 +103,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = urlsplit(self.path).path
         exp = self.server.exporter
-        if path in ("/-/healthy",):
-            return self._text(200, "Healthy\n")
         if not self._basic_ok():
             return
+        if path == "/-/healthy":
+            return self._text(200, "Healthy\n")
         if path == "/metrics":
             body = exp.render_metrics()
             extra = {}

@@ -27,15 +27,16 @@ class ExporterProcess:
     """A `costmeter serve` child process. Use as a context manager."""
 
     def __init__(self, state_dir: str, *args: str, port: int | None = None, env: dict | None = None,
-                 scheme: str = "http", storage_flag: bool = True):
+                 scheme: str = "http", storage_flag: bool = True, verify=True):
         self.state_dir, self.args, self.storage_flag = state_dir, list(args), storage_flag
+        self.verify = verify
         self.port = port or free_port()
         self.env = dict(os.environ, **(env or {}))
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(state_dir, f"exporter-{self.port}.log")
 
-    def start(self, wait: bool = True, verify=True) -> "ExporterProcess":
+    def start(self, wait: bool = True) -> "ExporterProcess":
         os.makedirs(self.state_dir, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -43,16 +44,17 @@ class ExporterProcess:
             + ([f"--storage.path={self.state_dir}"] if self.storage_flag else []) + self.args,
             stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
-            self.wait_ready(verify=verify)
+            self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 20.0, verify=True) -> None:
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until the exporter answers HTTP at all (401 counts: basic auth may be on)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exporter exited with {self.proc.returncode}: {self.log()}")
             try:
-                if requests.get(self.url + "/-/healthy", timeout=1, verify=verify).status_code == 200:
+                if requests.get(self.url + "/-/healthy", timeout=1, verify=self.verify).status_code in (200, 401):
                     return
             except requests.RequestException:
                 pass
