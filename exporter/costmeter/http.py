@@ -33,11 +33,31 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
     exporter: Exporter
+    ssl_context = None
+
+    def finish_request(self, request, client_address):
+        # TLS handshakes happen here, in the connection's own thread, so one
+        # slow or stalled client never holds up the accept loop.
+        if self.ssl_context is not None:
+            request.settimeout(Handler.timeout)
+            try:
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except (OSError, ValueError) as e:
+                log.debug("TLS handshake with %s failed: %s", client_address, e)
+                request.close()
+                return
+            try:
+                super().finish_request(request, client_address)
+            finally:
+                request.close()      # the raw socket was detached into this TLS socket
+            return
+        super().finish_request(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "costmeter"
+    timeout = 60          # seconds a connection may sit idle or half-sent
     server: Server
 
     def log_message(self, fmt, *args):  # access log at debug; errors go through log.warning
@@ -186,7 +206,7 @@ def serve(exporter: Exporter) -> Server:
     srv = Server((host, port), Handler)
     srv.exporter = exporter
     if exporter.web is not None and exporter.web.tls_enabled:
-        srv.socket = exporter.web.ssl_context().wrap_socket(srv.socket, server_side=True)
+        srv.ssl_context = exporter.web.ssl_context()
     log.info("listening on %s", exporter.url if exporter.http else f"{host}:{srv.server_address[1]}")
     return srv
 
