@@ -150,10 +150,19 @@ class Spool:
     def pending(self) -> list[str]:
         return self._names()
 
-    def write(self, objs: list[dict]) -> bool:
-        data = ("\n".join(json.dumps(o, separators=(",", ":")) for o in objs) + "\n").encode()
-        if self.bytes + len(data) > self.max_bytes:
-            return False
+    def write(self, objs: list[dict]) -> int:
+        """Write as many of ``objs`` as fit (in order); returns how many were written."""
+        lines = [(json.dumps(o, separators=(",", ":")) + "\n").encode() for o in objs]
+        room = self.max_bytes - self.bytes
+        n = 0
+        for line in lines:
+            if len(line) > room:
+                break
+            room -= len(line)
+            n += 1
+        if n == 0:
+            return 0
+        data = b"".join(lines[:n])
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._n):06d}{self.SUFFIX}"
         tmp = os.path.join(self.dir, "." + name + ".tmp")
         with open(tmp, "wb") as f:
@@ -162,7 +171,7 @@ class Spool:
             os.fsync(f.fileno())
         os.replace(tmp, os.path.join(self.dir, name))
         self.bytes += len(data)
-        return True
+        return n
 
     def claim(self, name: str) -> str | None:
         src = os.path.join(self.dir, name)
@@ -328,10 +337,8 @@ class Shipper:
                     self.stats["replayed"] += len(objs)
                 continue
             if len(left) < len(objs):
-                if self.spool.write(left):
-                    self.spool.remove(path)
-                else:
-                    self.spool.unclaim(path)
+                self.spool.remove(path)           # frees its bytes: the remainder fits again
+                self._to_spool(left)
             else:
                 self.spool.unclaim(path)
             return False
@@ -376,12 +383,13 @@ class Shipper:
                 log.exception("costmeter: settling budget reservations failed")
 
     def _to_spool(self, objs: list[dict]) -> None:
-        if self.spool.write(objs):
+        n = self.spool.write(objs)
+        if n:
             with self._stats_lock:
-                self.stats["spooled"] += len(objs)
-        else:
-            self._settle(objs)
-            self._drop("spool_full", len(objs))
+                self.stats["spooled"] += n
+        if n < len(objs):
+            self._settle(objs[n:])
+            self._drop("spool_full", len(objs) - n)
 
     def _up(self) -> None:
         if self._backoff:
