@@ -319,3 +319,20 @@ def test_check_accepts_the_shipped_config_directory():
     assert "ok: config/exporter.yaml" in checked
     assert any(line.endswith("config/budgets.yaml") for line in checked)
     assert any(line.endswith("config/pricing.yaml") for line in checked)
+
+
+def test_tenant_default_budgets_are_exported_only_for_admitted_tenants(tmp_path):
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("cardinality:\n  max_values: {tenant: 2}\n")
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("tenants: {declared: {daily: 3.0}}\ntenant_defaults: {daily: 1.0}\n")
+    with ExporterProcess(str(tmp_path / "state"), f"--config.file={cfg}", f"--budgets.file={budgets}") as p:
+        post(p, [ev(i, tenant=f"t{i}", cost_usd=2.0) for i in range(4)])
+        m = metrics(p)
+        exported = {dict(k[1])["budget"] for k in m if k[0] == "cost_budget_limit_usd"}
+        assert exported == {"tenant:declared", "tenant:t0", "tenant:t1"}
+        # every tenant is still enforced and listed
+        listed = {b["name"] for b in requests.get(p.url + "/v1/budgets").json()["budgets"]}
+        assert {"tenant:t2", "tenant:t3", "tenant:declared"} <= listed
+        t3 = requests.get(p.url + "/v1/budgets/tenant:t3").json()["periods"][0]
+        assert t3["status"] == "exceeded" and t3["spend_usd"] == 2.0

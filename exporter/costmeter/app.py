@@ -264,7 +264,13 @@ class Exporter:
         return "".join(out).encode() + generate_latest(self._process)
 
     def _budget_families(self) -> str:
-        sts = self.budgets.statuses()
+        # Budgets made from tenant_defaults are as many as tenants: export only
+        # those whose tenant the cardinality guard admits (all stay enforced and
+        # listed by /v1/budgets).
+        admitted = self.store.guard.admitted.get("tenant")
+        declared = {(b.name, b.period) for b in self.budget_config.budgets}
+        sts = [b for b in self.budgets.statuses()
+               if admitted is None or (b.name, b.period) in declared or b.selector.get("tenant") in admitted]
         bp = ("budget", "period")
 
         def fam(name, help_text, attr):
