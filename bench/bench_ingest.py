@@ -19,6 +19,8 @@ import tempfile
 import threading
 import time
 
+import psutil
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from exporter_support import ExporterProcess  # noqa: E402
 
@@ -68,15 +70,20 @@ def main() -> None:
                     errors[0] += 1
 
         threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        server = psutil.Process(exp.proc.pid)
+        cpu0 = sum(server.cpu_times()[:2])
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        server_cpu = sum(server.cpu_times()[:2]) - cpu0
         print(f"ingest: {acked[0]:,} events acknowledged in {elapsed:.2f} s "
               f"= {acked[0] / elapsed:,.0f} events/s (batches of {args.batch}, {args.clients} clients, "
               f"durable: SQLite WAL synchronous=FULL; {errors[0]} failed requests)")
+        print(f"exporter CPU: {server_cpu / max(acked[0], 1) * 1e6:.1f} µs per event "
+              f"({server_cpu / elapsed:.2f} cores busy on average)")
         print("target: >= 50,000 events/s")
 
 

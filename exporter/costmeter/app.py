@@ -157,26 +157,14 @@ class Exporter:
                 self._reject(result, i, None, None, obj.message, "malformed")
                 continue
             try:
-                ev = parse_event(obj, now)
+                row = parse_event(obj, now, price)
             except EventError as e:
                 eid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
                 self._reject(result, i, eid, e.field, e.message, _reason(e))
                 continue
-            cost, given = ev.cost_usd, ev.cost_usd is not None
-            if cost is None:
-                if ev.cache_hit:
-                    cost = 0.0          # answered by the cache: no provider call to price
-                else:
-                    cost = price(ev.provider, ev.model, ev.input_tokens, ev.cached_input_tokens,
-                                 ev.cache_write_tokens, ev.output_tokens, ev.reasoning_tokens,
-                                 at=ev.timestamp, batch=ev.batch)
-                    if cost is None:
-                        self._log_unpriced(ev.provider, ev.model)
-            rows.append((ev.id, ev.timestamp, ev.provider, ev.model, ev.tenant, ev.endpoint,
-                         ev.input_tokens, ev.cached_input_tokens, ev.cache_write_tokens, ev.output_tokens,
-                         ev.reasoning_tokens, cost, int(given), ev.duration_seconds, int(ev.error),
-                         None if ev.cache_hit is None else int(ev.cache_hit), ev.saved_cost_usd,
-                         int(ev.batch), now))
+            if row[11] is None:
+                self._log_unpriced(row[2], row[3])
+            rows.append(row)
         if rows:
             ledger = self.ledger
             with ledger.lock:

@@ -16,15 +16,15 @@ batch API, priced with the batch discount. Token fields are disjoint:
 ``input_tokens`` excludes cached and cache-write tokens, ``output_tokens``
 excludes reasoning tokens, so their sum is the billable token count.
 
-:func:`parse_event` turns one decoded JSON object into a :class:`UsageEvent`
-or raises :class:`EventError` naming the field.
+:func:`parse_event` turns one decoded JSON object into a ledger row (the
+tuple of ``ledger.COLUMNS``), priced when it carries no ``cost_usd``, or
+raises :class:`EventError` naming the field.
 """
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 # token_type label value for each token field (cost_provider_tokens_total).
@@ -53,34 +53,6 @@ class EventError(ValueError):
     def __init__(self, field: str | None, message: str):
         self.field, self.message = field, message
         super().__init__(f"{field}: {message}" if field else message)
-
-
-@dataclass(slots=True)
-class UsageEvent:
-    id: str | None
-    timestamp: float            # Unix seconds
-    provider: str
-    model: str
-    tenant: str
-    endpoint: str
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float | None = None        # as sent; None means "price it from tokens"
-    duration_seconds: float | None = None
-    error: bool = False
-    cache_hit: bool | None = None        # None: no cache in front of this call
-    saved_cost_usd: float = 0.0
-    batch: bool = False
-
-    def tokens(self) -> tuple[int, int, int, int, int]:
-        return (self.input_tokens, self.cached_input_tokens, self.cache_write_tokens,
-                self.output_tokens, self.reasoning_tokens)
-
-    def to_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__slots__}
 
 
 def _label(obj: dict, name: str, default: str | None) -> str:
@@ -187,11 +159,14 @@ def _fast_count(v, obj: dict, name: str) -> int:
     return _count(obj, name)
 
 
-def parse_event(obj, now: float | None = None) -> UsageEvent:
-    """Validate one decoded JSON value into a UsageEvent (raises EventError).
+def parse_event(obj, now: float, price: Callable[..., float | None]) -> tuple:
+    """Validate one decoded JSON value into a ledger row (raises EventError).
 
-    On the ingest hot path: the common, valid case is checked inline and only
-    unusual values go through the helpers that explain what is wrong.
+    ``price`` is ``PricingTable.cost``; it is called when the event carries no
+    ``cost_usd`` and was not answered by a cache. A row whose cost is None is
+    an unpriced call. On the ingest hot path: the common, valid case is
+    checked inline and only unusual values go through the helpers that
+    explain what is wrong.
     """
     if type(obj) is not dict:
         raise EventError(None, f"an event must be a JSON object, got {type(obj).__name__}")
@@ -208,10 +183,7 @@ def parse_event(obj, now: float | None = None) -> UsageEvent:
         if not eid.isprintable():
             raise EventError("id", "contains control characters or bytes that are not UTF-8")
     ts = g("timestamp")
-    if ts is None:
-        ts = time.time() if now is None else now
-    else:
-        ts = parse_timestamp(ts, time.time() if now is None else now)
+    ts = now if ts is None else parse_timestamp(ts, now)
     cost = g("cost_usd")
     if cost is not None:
         cost = _amount(obj, "cost_usd", MAX_COST_USD)
@@ -220,7 +192,7 @@ def parse_event(obj, now: float | None = None) -> UsageEvent:
         dur = _amount(obj, "duration_seconds", MAX_DURATION_SECONDS)
     hit = g("cache_hit")
     if hit is not None:
-        hit = _flag(obj, "cache_hit")
+        hit = int(_flag(obj, "cache_hit"))
         saved = _amount(obj, "saved_cost_usd", MAX_COST_USD) or 0.0
     elif g("saved_cost_usd") is not None:
         saved = _amount(obj, "saved_cost_usd", MAX_COST_USD) or 0.0
@@ -232,19 +204,24 @@ def parse_event(obj, now: float | None = None) -> UsageEvent:
     batch = g("batch")
     if batch is not None and batch is not False:
         batch = _flag(obj, "batch")
-    return UsageEvent(
-        eid, ts,
-        _fast_label(g("provider"), obj, "provider", None),
-        _fast_label(g("model"), obj, "model", DEFAULT_MODEL),
-        _fast_label(g("tenant"), obj, "tenant", DEFAULT_TENANT),
-        _fast_label(g("endpoint"), obj, "endpoint", DEFAULT_ENDPOINT),
-        _fast_count(g("input_tokens"), obj, "input_tokens"),
-        _fast_count(g("cached_input_tokens"), obj, "cached_input_tokens"),
-        _fast_count(g("cache_write_tokens"), obj, "cache_write_tokens"),
-        _fast_count(g("output_tokens"), obj, "output_tokens"),
-        _fast_count(g("reasoning_tokens"), obj, "reasoning_tokens"),
-        cost, dur, bool(err), hit, saved, bool(batch),
-    )
+    provider = _fast_label(g("provider"), obj, "provider", None)
+    model = _fast_label(g("model"), obj, "model", DEFAULT_MODEL)
+    i = _fast_count(g("input_tokens"), obj, "input_tokens")
+    ci = _fast_count(g("cached_input_tokens"), obj, "cached_input_tokens")
+    cw = _fast_count(g("cache_write_tokens"), obj, "cache_write_tokens")
+    o = _fast_count(g("output_tokens"), obj, "output_tokens")
+    r = _fast_count(g("reasoning_tokens"), obj, "reasoning_tokens")
+    given = 1
+    if cost is None:
+        given = 0
+        # a cache hit made no provider call: nothing to price
+        cost = 0.0 if hit else price(provider, model, i, ci, cw, o, r, at=ts, batch=bool(batch))
+    return (eid, ts, provider, model,
+            _fast_label(g("tenant"), obj, "tenant", DEFAULT_TENANT),
+            _fast_label(g("endpoint"), obj, "endpoint", DEFAULT_ENDPOINT),
+            i, ci, cw, o, r, cost, given, dur, 1 if err else 0, hit, saved, 1 if batch else 0, now)
+
+
 
 
 def iso(ts: float) -> str:

@@ -58,6 +58,10 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "costmeter"
     timeout = 60          # seconds a connection may sit idle or half-sent
+    # Headers and body leave in one segment: a separate small write would wait
+    # out the client's delayed ACK (~40 ms) under Nagle's algorithm.
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024  # handle_one_request flushes after each response
     server: Server
 
     def log_message(self, fmt, *args):  # access log at debug; errors go through log.warning
