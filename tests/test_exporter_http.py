@@ -336,3 +336,23 @@ def test_tenant_default_budgets_are_exported_only_for_admitted_tenants(tmp_path)
         assert {"tenant:t2", "tenant:t3", "tenant:declared"} <= listed
         t3 = requests.get(p.url + "/v1/budgets/tenant:t3").json()["periods"][0]
         assert t3["status"] == "exceeded" and t3["spend_usd"] == 2.0
+
+
+def test_threshold_crossings_reach_the_governance_log(tmp_path):
+    import time as _time
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("tenants: {gov: {daily: 1.0}}\n")
+    state = tmp_path / "state"
+    with ExporterProcess(str(state), f"--budgets.file={budgets}") as p:
+        post(p, [ev(1, tenant="gov", cost_usd=0.85)])
+        post(p, [ev(2, tenant="gov", cost_usd=0.20)])
+        path = state / "governance.jsonl"
+        deadline = _time.monotonic() + 10
+        levels = []
+        while _time.monotonic() < deadline and len(levels) < 3:
+            _time.sleep(0.2)
+            if path.exists():
+                levels = [json.loads(line)["level"] for line in path.read_text().splitlines()
+                          if json.loads(line)["kind"] == "threshold_crossed"
+                          and json.loads(line)["budget"] == "tenant:gov"]
+        assert levels == ["warning", "critical", "exceeded"]
