@@ -18,5 +18,9 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "tests/run.sh: pip install failed (log above)" >&2
+    exit 1
+fi
 exec .venv/bin/python -m pytest "$@"
