@@ -63,6 +63,7 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path):
         assert total == BATCHES * PER_BATCH
         spend = sum(v for (name, labels), v in m.items() if name == "cost_request_cost_usd_sum")
         assert abs(spend - BATCHES * PER_BATCH * 0.001) < 1e-6
+        assert sample(m, "costmeter_ingest_events_total") == BATCHES * PER_BATCH
         tokens = sum(v for (name, labels), v in m.items()
                      if name == "cost_provider_tokens_total" and dict(labels)["token_type"] == "input")
         assert tokens == BATCHES * PER_BATCH * 1000

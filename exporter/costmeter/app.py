@@ -98,6 +98,9 @@ class Exporter:
             self.store.apply(row)
             replayed += 1
         self.applied_seq = seq
+        # accepted events are in the ledger, so this counter is exact after a crash;
+        # duplicates and rejections since the last snapshot are not (they leave no row)
+        self.health["accepted"] += replayed
         self.budgets.restore(self.ledger.sums)
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
         self.resources.sample()
