@@ -33,10 +33,12 @@ app registry only; the exporter gets whole calls through ``track_cost`` or
 from __future__ import annotations
 
 import atexit
+from bisect import bisect_left
 import logging
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
 from .events import DEFAULT_ENDPOINT, DEFAULT_MODEL, DEFAULT_TENANT, TOKEN_TYPES
@@ -83,17 +85,64 @@ class AppMetrics:
 
 
 class _Series:
-    """Cached label children for one (provider, model, tenant, endpoint)."""
-    __slots__ = ("cost", "duration", "calls", "errors", "tokens", "m", "pm", "pmt")
+    """Cached value cells for one (provider, model, tenant, endpoint).
+
+    Resolved once from the label children: the counters' and histograms' value objects
+    (``MutexValue``, or ``MmapedValue`` under multiprocess mode), so a call is one locked add
+    per cell, as in ``Counter.inc`` without its per-call checks. If a prometheus_client
+    version lays children out differently, the public ``inc``/``observe`` are used instead.
+    """
+    __slots__ = ("fast", "cost", "duration", "calls", "errors", "tokens", "pm", "pmt",
+                 "cost_bounds", "cost_buckets", "cost_sum", "dur_bounds", "dur_buckets", "dur_sum")
 
     def __init__(self, m: AppMetrics, provider: str, model: str, tenant: str, endpoint: str):
         pmt = (provider, model, tenant)
-        self.m, self.pm, self.pmt = m, (provider, model), pmt
+        self.pm, self.pmt = (provider, model), pmt
         self.cost = m.cost.labels(provider, model, endpoint, tenant)
         self.duration = m.duration.labels(provider, model, endpoint)
         self.calls = m.calls.labels(*pmt)
         self.errors = m.errors.labels(*pmt)
         self.tokens = tuple(m.tokens.labels(provider, model, tenant, tt) for tt in TOKEN_TYPES)
+        try:
+            self.cost_bounds, self.cost_buckets, self.cost_sum = _cells(self.cost)
+            self.dur_bounds, self.dur_buckets, self.dur_sum = _cells(self.duration)
+            self.calls, self.errors = self.calls._value, self.errors._value
+            self.tokens = tuple(t._value for t in self.tokens)
+            for v in (self.calls, self.errors, self.cost_sum, self.dur_sum) + self.tokens:
+                if not callable(getattr(v, "inc", None)):
+                    raise AttributeError("inc")
+            self.fast = True
+        except (AttributeError, TypeError, ValueError):
+            self.__init_public(m, provider, model, tenant, endpoint)
+
+    def __init_public(self, m, provider, model, tenant, endpoint):
+        pmt = self.pmt
+        self.calls = m.calls.labels(*pmt)
+        self.errors = m.errors.labels(*pmt)
+        self.tokens = tuple(m.tokens.labels(provider, model, tenant, tt) for tt in TOKEN_TYPES)
+        self.fast = False
+
+    def observe_cost(self, v: float) -> None:
+        if self.fast:
+            self.cost_buckets[bisect_left(self.cost_bounds, v)].inc(1)
+            self.cost_sum.inc(v)
+        else:
+            self.cost.observe(v)
+
+    def observe_duration(self, v: float) -> None:
+        if self.fast:
+            self.dur_buckets[bisect_left(self.dur_bounds, v)].inc(1)
+            self.dur_sum.inc(v)
+        else:
+            self.duration.observe(v)
+
+
+def _cells(h):
+    bounds = tuple(float(b) for b in h._upper_bounds)
+    buckets = list(h._buckets)
+    if len(bounds) != len(buckets) or bounds[-1] != float("inf"):
+        raise ValueError("unexpected histogram layout")
+    return bounds, buckets, h._sum
 
 
 class CostTracker:
@@ -103,7 +152,7 @@ class CostTracker:
         self._lock = threading.RLock()
         self._ready = False
         self._metrics: AppMetrics | None = None
-        self._metrics_by_registry: dict[int, AppMetrics] = {}
+        self._metrics_by_registry: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._series: dict[tuple, _Series] = {}
         self._pricing = None
         self.shipper = None            # costmeter.shipper.Shipper
@@ -225,9 +274,9 @@ class CostTracker:
         if registry is None:
             self._metrics = None
             return
-        m = self._metrics_by_registry.get(id(registry))
+        m = self._metrics_by_registry.get(registry)      # by identity, not id(): ids are reused
         if m is None:
-            m = self._metrics_by_registry[id(registry)] = AppMetrics(registry)
+            m = self._metrics_by_registry[registry] = AppMetrics(registry)
         self._metrics = m
 
     def _ensure(self) -> None:
@@ -313,20 +362,37 @@ class CostTracker:
             if cache_hit is not None:
                 self._cache_metrics(m, s.pmt, cache_hit, saved_cost_usd)
             if not cache_hit:
-                s.calls.inc()
+                s.calls.inc(1)
                 if error:
-                    s.errors.inc()
+                    s.errors.inc(1)
                 tc = s.tokens
-                for k in range(5):
-                    n = tokens[k]
-                    if n:
-                        tc[k].inc(n)
-            if cost_usd is None:
-                m.unpriced.labels(*s.pm).inc()
+                i, c, w, o, r = tokens
+                if i:
+                    tc[0].inc(i)
+                if c:
+                    tc[1].inc(c)
+                if w:
+                    tc[2].inc(w)
+                if o:
+                    tc[3].inc(o)
+                if r:
+                    tc[4].inc(r)
+            if s.fast:
+                if cost_usd is None:
+                    m.unpriced.labels(*s.pm).inc()
+                elif cost_usd == cost_usd:                 # not NaN
+                    s.cost_buckets[bisect_left(s.cost_bounds, cost_usd)].inc(1)
+                    s.cost_sum.inc(cost_usd)
+                if duration is not None:
+                    s.dur_buckets[bisect_left(s.dur_bounds, duration)].inc(1)
+                    s.dur_sum.inc(duration)
             else:
-                s.cost.observe(cost_usd)
-            if duration is not None:
-                s.duration.observe(duration)
+                if cost_usd is None:
+                    m.unpriced.labels(*s.pm).inc()
+                else:
+                    s.cost.observe(cost_usd)
+                if duration is not None:
+                    s.duration.observe(duration)
         ts = time.time() if timestamp is None else timestamp
         book = self._local_book
         if book is not None:

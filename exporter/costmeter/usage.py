@@ -31,12 +31,46 @@ Tokens = tuple  # (input, cached_input, cache_write, output, reasoning)
 ZERO: Tokens = (0, 0, 0, 0, 0)
 
 
-def _get(o: Any, name: str):
+# Per class: is it a pydantic model (openai and anthropic types are)? Their fields live in the
+# instance __dict__ (undeclared ones the API sent in __pydantic_extra__), so one dict replaces
+# several getattr calls, and an absent field costs a dict miss instead of a raised AttributeError
+# (microseconds in pydantic's __getattr__).
+_PYDANTIC: dict[type, bool] = {}
+_EMPTY: dict = {}
+
+
+class _Attrs:
+    """Mapping view of an arbitrary object's attributes."""
+    __slots__ = ("o",)
+
+    def __init__(self, o):
+        self.o = o
+
+    def get(self, name, default=None):
+        return getattr(self.o, name, default)
+
+    def __contains__(self, name) -> bool:
+        return getattr(self.o, name, None) is not None
+
+
+def _m(o):
+    """``o`` as something with ``.get(name)``."""
     if o is None:
-        return None
-    if type(o) is dict:
-        return o.get(name)
-    return getattr(o, name, None)
+        return _EMPTY
+    t = type(o)
+    if t is dict:
+        return o
+    p = _PYDANTIC.get(t)
+    if p is None:
+        p = _PYDANTIC[t] = isinstance(getattr(t, "model_fields", None), dict) and hasattr(o, "__dict__")
+    if p:
+        ex = getattr(o, "__pydantic_extra__", None)
+        return {**o.__dict__, **ex} if ex else o.__dict__
+    return _Attrs(o)
+
+
+def _get(o: Any, name: str):
+    return _m(o).get(name)
 
 
 def _int(v) -> int:
@@ -47,30 +81,33 @@ def tokens_from_usage(u: Any) -> Tokens | None:
     """Map one provider ``usage`` object or dict onto the disjoint token types."""
     if u is None:
         return None
-    pt = _get(u, "prompt_tokens")
+    u = _m(u)
+    pt = u.get("prompt_tokens")
     if pt is not None:                                   # OpenAI chat completions, embeddings
-        d = _get(u, "prompt_tokens_details")
-        cached = _int(_get(d, "cached_tokens"))
-        cwrite = _int(_get(d, "cache_write_tokens"))
-        ct = _int(_get(u, "completion_tokens"))
-        r = min(_int(_get(_get(u, "completion_tokens_details"), "reasoning_tokens")), ct)
+        d = _m(u.get("prompt_tokens_details"))
+        cached = _int(d.get("cached_tokens"))
+        cwrite = _int(d.get("cache_write_tokens"))
+        ct = _int(u.get("completion_tokens"))
+        r = min(_int(_m(u.get("completion_tokens_details")).get("reasoning_tokens")), ct)
         return (max(_int(pt) - cached - cwrite, 0), cached, cwrite, ct - r, r)
-    it = _get(u, "input_tokens")
-    ot = _get(u, "output_tokens")
+    it = u.get("input_tokens")
+    ot = u.get("output_tokens")
     if it is None and ot is None:
         return None
     it, ot = _int(it), _int(ot)
-    od = _get(u, "output_tokens_details")
-    idet = _get(u, "input_tokens_details")
+    od = _m(u.get("output_tokens_details"))
+    idet = u.get("input_tokens_details")
     if idet is not None:                                  # OpenAI Responses: input includes cached
-        cached = _int(_get(idet, "cached_tokens"))
-        cwrite = _int(_get(idet, "cache_write_tokens"))
+        idet = _m(idet)
+        cached = _int(idet.get("cached_tokens"))
+        cwrite = _int(idet.get("cache_write_tokens"))
         inp = max(it - cached - cwrite, 0)
+        r = _int(od.get("reasoning_tokens"))
     else:                                                 # Anthropic: input excludes cache reads/writes
-        cached = _int(_get(u, "cache_read_input_tokens"))
-        cwrite = _int(_get(u, "cache_creation_input_tokens"))
+        cached = _int(u.get("cache_read_input_tokens"))
+        cwrite = _int(u.get("cache_creation_input_tokens"))
         inp = it
-    r = _int(_get(od, "reasoning_tokens")) or _int(_get(od, "thinking_tokens"))
+        r = _int(od.get("thinking_tokens")) or _int(od.get("reasoning_tokens"))
     r = min(r, ot)
     return (inp, cached, cwrite, ot - r, r)
 
@@ -79,19 +116,16 @@ def extract(resp: Any) -> tuple[str | None, Tokens | None]:
     """(model, tokens) from a whole (non-streamed) response or a bare usage object/dict."""
     if resp is None:
         return None, None
-    if type(resp) is dict:
-        u = resp.get("usage")
-        if u is None and ("prompt_tokens" in resp or "input_tokens" in resp or "output_tokens" in resp):
-            return resp.get("model"), tokens_from_usage(resp)
-        return resp.get("model"), tokens_from_usage(u)
-    u = getattr(resp, "usage", None)
+    r = _m(resp)
+    u = r.get("usage")
+    model = r.get("model")
+    if type(model) is not str:
+        model = None
     if u is None:
-        # a bare usage object (e.g. CompletionUsage) passed on its own
-        if getattr(resp, "prompt_tokens", None) is not None or getattr(resp, "input_tokens", None) is not None:
-            return None, tokens_from_usage(resp)
-        return getattr(resp, "model", None), None
-    model = getattr(resp, "model", None)
-    return (model if type(model) is str else None), tokens_from_usage(u)
+        if "prompt_tokens" in r or "input_tokens" in r or "output_tokens" in r:
+            return model, tokens_from_usage(r)            # a bare usage object or dict
+        return model, None
+    return model, tokens_from_usage(u)
 
 
 class StreamUsage:
@@ -114,10 +148,7 @@ class StreamUsage:
         self._anthropic: dict | None = None
 
     def feed(self, ev: Any) -> None:
-        if type(ev) is dict:
-            typ = ev.get("type")
-        else:
-            typ = getattr(ev, "type", None)
+        typ = _get(ev, "type")
         if typ is None or typ.__class__ is not str:
             u = _get(ev, "usage")
             if self.model is None:
