@@ -170,26 +170,29 @@ def test_every_alert_is_tested_firing_and_not_firing():
 # ---- the tests catch regressions --------------------------------------------------------
 
 MUTATIONS = [
-    # (what changes, old, new, test file that must fail)
-    ("warning for: one minute shorter", "for: 10m", "for: 9m", "budget_alerts_test.yml"),
+    # (what changes, old, new, test file and test group that must fail)
+    ("warning for: one minute shorter", "for: 10m", "for: 9m",
+     "budget_alerts_test.yml", "budget levels across two exporters"),
     ("thresholds compared with > instead of >=", ">= on (budget, period)", "> on (budget, period)",
-     "budget_alerts_test.yml"),
+     "budget_alerts_test.yml", "budget levels across two exporters"),
     ("spend not summed across exporters", "sum by (budget, period) (cost_budget_spend_usd)",
-     "max by (budget, period) (cost_budget_spend_usd)", "budget_alerts_test.yml"),
+     "max by (budget, period) (cost_budget_spend_usd)", "budget_alerts_test.yml", "budget levels across two exporters"),
     ("limit summed across exporters", "max by (budget, period) (cost_budget_limit_usd)",
-     "sum by (budget, period) (cost_budget_limit_usd)", "budget_alerts_test.yml"),
+     "sum by (budget, period) (cost_budget_limit_usd)", "budget_alerts_test.yml", "budget levels across two exporters"),
+    ("no default thresholds", 'or label_replace(0 * budget_period:cost_budget_limit_usd:max + 0.80, "level", "warning", "", "")',
+     "", "budget_alerts_test.yml", "default thresholds"),
     ("forecast gate opened earlier", "budget_period:cost_budget_period_elapsed:ratio >= 0.25",
-     "budget_period:cost_budget_period_elapsed:ratio >= 0.1", "budget_alerts_test.yml"),
-    ("no absolute floor on anomalies", ") * 3600 > 1", ") * 3600 > 0", "anomaly_alerts_test.yml"),
+     "budget_period:cost_budget_period_elapsed:ratio >= 0.1", "budget_alerts_test.yml", "forecast"),
+    ("no absolute floor on anomalies", ") * 3600 > 1", ") * 3600 > 0", "anomaly_alerts_test.yml", "anomaly"),
     ("exporter down without absent()", 'or\n          absent(up{job=~"costmeter.*"})', "",
-     "pipeline_alerts_test.yml"),
+     "pipeline_alerts_test.yml", "no exporter target at all"),
 ]
 
 
 def test_promtool_tests_fail_when_the_rules_change(tmp_path):
-    """Each mutation of the rules must make its promtool test fail (run in parallel)."""
+    """Each mutation of the rules must make its promtool test group fail (run in parallel)."""
     procs = []
-    for i, (what, old, new, test_file) in enumerate(MUTATIONS):
+    for i, (what, old, new, test_file, group) in enumerate(MUTATIONS):
         d = tmp_path / str(i)
         shutil.copytree(RULES, d)
         changed = False
@@ -201,13 +204,22 @@ def test_promtool_tests_fail_when_the_rules_change(tmp_path):
         assert changed, f"mutation {what!r}: {old!r} is not in the rules any more"
         check = run("promtool", "check", "rules", str(d / "costmeter.rules.yml"), str(d / "costmeter.alerts.yml"))
         assert check.returncode == 0, (what, check.stdout + check.stderr)
-        procs.append((what, subprocess.Popen(["promtool", "test", "rules", test_file], cwd=d / "tests",
+        # Only the test group that covers the mutation, to keep this fast.
+        tests = load(str(d / "tests" / test_file))
+        tests["tests"] = [t for t in tests["tests"] if t["name"] == group]
+        assert len(tests["tests"]) == 1, (test_file, group)
+        with open(d / "tests" / "mutated_test.yml", "w") as f:
+            yaml.safe_dump(tests, f)
+        # test_promtool_test_rules shows the unmutated rules pass it: a failure is the mutation's doing.
+        procs.append((what, subprocess.Popen(["promtool", "test", "rules", "mutated_test.yml"], cwd=d / "tests",
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     survived = []
     for what, p in procs:
         out, _ = p.communicate(timeout=180)
         if p.returncode == 0:
             survived.append(what)
+        else:
+            assert "FAILED" in out, (what, out)
     assert survived == [], f"promtool tests still pass after: {survived}"
 
 
