@@ -5,7 +5,7 @@ The public SDK is re-exported here (see SPEC.md, "SDK")::
     from costmeter import track_cost, cost_tracker, should_deny, \\
         should_throttle, BudgetExceededError
 
-    costmeter.configure(url="http://127.0.0.1:9464")   # shipped (or set COSTMETER_URL)
+    costmeter.configure(url="http://127.0.0.1:9469")   # shipped (or set COSTMETER_URL)
     costmeter.embed(state_dir="/var/lib/myapp/costmeter")  # or: exporter in this process
     # neither: metrics in the app's own prometheus_client registry
 
