@@ -567,15 +567,8 @@ class PricingTable:
             p = e.at(time.time() if at is None else at)
             if p is None:
                 return None
-        above = p.long_context_above
-        if above is not None and input_tokens + cached_input_tokens + cache_write_tokens > above:
-            p = p.long_context
-        c = (input_tokens * p.input + cached_input_tokens * p.cached_input
-             + cache_write_tokens * p.cache_write + output_tokens * p.output
-             + reasoning_tokens * p.reasoning) * 1e-6
-        if batch:
-            c *= 1.0 - p.batch_discount
-        return c
+        return p.cost(input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+                      batch=batch)
 
     def max_cost(self, provider: str, model: str, input_tokens: int, max_output_tokens: int, *,
                  at: float | None = None) -> float | None:
