@@ -73,6 +73,7 @@ class Exporter:
         self.applied_seq = 0
         self.snapshot_seq = -1
         self.ready = False
+        self.reload_ok, self.reload_time = True, time.time()
         self._unpriced_logged: set[tuple[str, str]] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -147,6 +148,34 @@ class Exporter:
             "state_dir": state_dir, "budgets_file": budgets_file, "pricing_file": pricing_file,
             "listen_address": listen_address})
         return cls(settings).start(serve_http=listen_address is not None)
+
+    def reload(self) -> None:
+        """Re-read budgets.yaml, pricing.yaml and web-config.yml (SIGHUP, POST /-/reload).
+
+        All files are validated first; on any error nothing changes and the
+        ConfigError is raised (and costmeter_config_last_reload_successful is 0).
+        """
+        s = self.settings
+        try:
+            pricing = PricingTable.load(s.pricing_file)
+            budget_config = load_budgets(s.budgets_file)
+            web = None
+            if s.web_config_file:
+                from .webconfig import load_web_config
+                web = load_web_config(s.web_config_file)
+        except Exception:
+            self.reload_ok = False
+            raise
+        with self.ledger.lock:
+            self.pricing, self.budget_config = pricing, budget_config
+            self.budgets.reconfigure(budget_config)
+            if web is not None:
+                self.web = web
+                if self.http is not None and web.tls_enabled:
+                    self.http.ssl_context = web.ssl_context()
+            self._unpriced_logged.clear()
+        self.reload_ok, self.reload_time = True, time.time()
+        log.info("configuration reloaded")
 
     # ---- ingest ----------------------------------------------------------------
     def ingest(self, objs: list, now: float | None = None) -> IngestResult:
@@ -249,6 +278,11 @@ class Exporter:
                                 (), [((), health["duplicates"])], "counter"))
         out.append(gauge_family("costmeter_ingest_rejected_events_total", "Events rejected as invalid, by reason.",
                                 ("reason",), [((r,), v) for r, v in sorted(health["rejected"].items())], "counter"))
+        out.append(gauge_family("costmeter_config_last_reload_successful",
+                                "1 if the last configuration reload succeeded (start-up counts as one).",
+                                (), [((), 1.0 if self.reload_ok else 0.0)]))
+        out.append(gauge_family("costmeter_config_last_reload_success_timestamp_seconds",
+                                "When the configuration was last loaded successfully.", (), [((), self.reload_time)]))
         out.append(gauge_family("costmeter_series_overflow_total",
                                 "Events whose label value was folded into __overflow__ by the cardinality guard.",
                                 ("label",), [((k,), float(v)) for k, v in sorted(overflow.items())], "counter"))

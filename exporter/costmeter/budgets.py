@@ -564,6 +564,27 @@ class BudgetBook:
         self._routes[key] = insts
         return insts
 
+    def reconfigure(self, config: BudgetConfig) -> None:
+        """Replace the budgets (budgets.yaml was reloaded); spend is recomputed from the ledger.
+
+        Levels already logged for a budget's current period stay logged, so a reload does
+        not repeat threshold crossings. Call it where ``observe`` cannot run concurrently
+        (the exporter holds its ledger lock).
+        """
+        now = self._clock()
+        with self._lock:
+            fired = {(i.spec.name, i.spec.period, i.start): i.fired for i in self._instances}
+            self.config = config
+            self._instances = [_Instance(s, now) for s in config.budgets]
+            self._tenants = set()
+            self._routes = {}
+            self._next_roll = self._min_end()
+        if self._sums is not None:
+            self._recompute(self._sums, now, only=None)
+        with self._lock:
+            for i in self._instances:
+                i.fired = min(fired.get((i.spec.name, i.spec.period, i.start), 0), i.level())
+
     # -- periods -------------------------------------------------------------------
 
     def _min_end(self) -> float:

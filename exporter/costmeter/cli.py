@@ -78,6 +78,13 @@ def cmd_serve(args) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+
+    def reload(*_):
+        try:
+            exporter.reload()
+        except (ConfigError, ConfigErrors) as e:
+            logging.getLogger("costmeter").error("reload failed, previous configuration kept: %s", e)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, name="costmeter-reload").start())
     done.wait()
     exporter.stop()
     return 0

@@ -5,6 +5,7 @@
     GET  /-/healthy, /-/ready  liveness and readiness
     POST /v1/events            JSON array or NDJSON of usage events
     GET  /v1/budgets[/{name}]  budget status as JSON
+    POST /-/reload             re-read budgets, pricing and web config (as SIGHUP does)
 
 Auth: when web-config.yml sets ``basic_auth_users`` every endpoint needs
 basic auth, except ``POST /v1/events`` when bearer tokens are configured
@@ -25,6 +26,7 @@ from .app import Exporter, gzip_bytes
 from .exposition import CONTENT_TYPE
 from .ingest import BodyError, decode
 from .settings import parse_listen_address
+from .yamlconf import ConfigError, ConfigErrors
 
 log = logging.getLogger("costmeter.http")
 
@@ -158,10 +160,19 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         path = urlsplit(self.path).path
         exp = self.server.exporter
+        if path == "/-/reload":
+            self._drain()
+            if not self._basic_ok():
+                return
+            try:
+                exp.reload()
+            except (ConfigError, ConfigErrors) as e:
+                return self._error(400, f"reload failed, previous configuration kept: {e}")
+            return self._text(200, "Reloaded\n")
         if path != "/v1/events":
             self._drain()
             return self._error(405 if path in ("/metrics", "/", "/v1/budgets") else 404,
-                               f"POST is only accepted on /v1/events, not {path}")
+                               f"POST is only accepted on /v1/events and /-/reload, not {path}")
         if exp.settings.bearer_tokens:
             if not self._bearer_ok():
                 return
