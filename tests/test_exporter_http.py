@@ -317,8 +317,9 @@ def test_check_accepts_the_shipped_config_directory():
     assert res.returncode == 0, res.stderr
     checked = res.stdout.splitlines()
     assert "ok: config/exporter.yaml" in checked
-    assert any(line.endswith("config/budgets.yaml") for line in checked)
-    assert any(line.endswith("config/pricing.yaml") for line in checked)
+    assert "ok: config/budgets.yaml" in checked and "ok: config/pricing.yaml" in checked
+    assert "ok: config/prometheus.yml (promtool)" in checked
+    assert "ok: config/alertmanager.yml (amtool)" in checked
 
 
 def test_tenant_default_budgets_are_exported_only_for_admitted_tenants(tmp_path):

@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(serve)
     check = sub.add_parser("check", help="validate every config file; errors name file, line, key",
                            description="Validate exporter.yaml, budgets.yaml, pricing.yaml and web-config.yml. "
-                                       "With no flags, checks the files present in ./config/.")
+                                       "With no flags, checks the files present in ./config/, and "
+                                       "prometheus.yml and alertmanager.yml there with promtool and amtool "
+                                       "when they are installed.")
     _config_flags(check)
     return p
 
@@ -125,16 +127,51 @@ def cmd_check(args) -> int:
         budgets = settings.budgets_file or budgets
         pricing = settings.pricing_file or pricing
         web = settings.web_config_file or web
-    attempt(budgets or "budgets from the environment", lambda: load_budgets(budgets))
-    attempt(pricing or "built-in pricing table", lambda: PricingTable.load(pricing))
+    attempt(_shown(budgets) or "budgets from the environment", lambda: load_budgets(budgets))
+    attempt(_shown(pricing) or "built-in pricing table", lambda: PricingTable.load(pricing))
     if web:
         from .webconfig import load_web_config
-        attempt(web, lambda: load_web_config(web))
+        attempt(_shown(web), lambda: load_web_config(web))
+    external_failed = False
+    if not any((args.config_file, args.budgets_file, args.pricing_file, args.web_config_file)):
+        external_failed = _check_external(checked)
     for e in errors:
         _print_errors(e)
     for label in checked:
         print(f"ok: {label}")
-    return 1 if errors else 0
+    return 1 if errors or external_failed else 0
+
+
+def _shown(path: str | None) -> str | None:
+    """A path as the user would write it: relative when it is under the working directory."""
+    if path is None:
+        return None
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _check_external(checked: list[str]) -> bool:
+    """./config/prometheus.yml and alertmanager.yml, with promtool and amtool when installed."""
+    import shutil
+    import subprocess
+
+    failed = False
+    for name, tool, argv in (("prometheus.yml", "promtool", ["check", "config"]),
+                             ("alertmanager.yml", "amtool", ["check-config"])):
+        path = os.path.join(DEFAULT_CONFIG_DIR, name)
+        if not os.path.exists(path):
+            continue
+        exe = shutil.which(tool)
+        if exe is None:
+            print(f"skipped: {path} ({tool} is not installed)")
+            continue
+        res = subprocess.run([exe, *argv, path], capture_output=True, text=True)
+        if res.returncode == 0:
+            checked.append(f"{path} ({tool})")
+        else:
+            failed = True
+            print(f"costmeter: {path}: {tool} {' '.join(argv)} failed:\n{res.stdout}{res.stderr}", file=sys.stderr)
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
