@@ -90,28 +90,45 @@ class Ledger:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
-                seen: set[str] = set()
-                for i in range(0, len(ids), _ID_CHUNK):
-                    chunk = ids[i:i + _ID_CHUNK]
-                    q = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"
-                    seen.update(r[0] for r in db.execute(q, chunk))
-                keep: list[int] = []
-                for i, r in enumerate(rows):
-                    rid = r[ROW_ID]
-                    if rid is not None:
-                        if rid in seen:
-                            continue
-                        seen.add(rid)          # a duplicate inside the same batch
-                    keep.append(i)
-                if keep:
-                    db.executemany(_INSERT, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
+                keep = self._insert_new(db, rows)
                 last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             return keep, last
+
+    @staticmethod
+    def _insert_new(db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
+        """Insert the rows whose id is new; return their indexes. Inside a transaction."""
+        ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
+        if len(set(ids)) == len(ids):
+            # Fast path, the common case of a first delivery: insert everything and let
+            # the unique index object; only a retried batch pays for the look-ups.
+            db.execute("SAVEPOINT fresh")
+            try:
+                db.executemany(_INSERT, rows)
+                db.execute("RELEASE fresh")
+                return list(range(len(rows)))
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK TO fresh")
+                db.execute("RELEASE fresh")
+        seen: set[str] = set()
+        for i in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[i:i + _ID_CHUNK]
+            q = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"
+            seen.update(r[0] for r in db.execute(q, chunk))
+        keep: list[int] = []
+        for i, r in enumerate(rows):
+            rid = r[ROW_ID]
+            if rid is not None:
+                if rid in seen:
+                    continue
+                seen.add(rid)          # a duplicate inside the same batch
+            keep.append(i)
+        if keep:
+            db.executemany(_INSERT, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
+        return keep
 
     def save_snapshot(self, name: str, seq: int, data: dict) -> None:
         text = json.dumps(data, separators=(",", ":"))
