@@ -165,3 +165,17 @@ def test_decode_wrong_type_is_415():
     with pytest.raises(BodyError) as e:
         decode(b"x", "text/csv")
     assert e.value.status == 415 and "text/csv" in e.value.message
+
+
+def test_snapshot_state_does_not_alias_live_cells():
+    s = Store()
+    s.apply(row(0, cost=0.001))
+    state = s.state()
+    s.apply(row(1, cost=0.001))       # ingest goes on while the snapshot is serialised
+    restored = Store()
+    restored.restore(state)
+    lbl = dict(provider="openai", model="gpt-4o-mini", endpoint="/v1/chat", tenant="acme")
+    m = parse_metrics(render(restored))
+    assert sample(m, "cost_request_cost_usd_count", **lbl) == 1
+    assert sample(m, "cost_request_duration_seconds_count", provider="openai", model="gpt-4o-mini",
+                  endpoint="/v1/chat") == 1

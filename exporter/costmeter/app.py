@@ -211,11 +211,18 @@ class Exporter:
                 self.health["accepted"] += len(keep)
                 self.health["duplicates"] += len(rows) - len(keep)
             result.accepted, result.duplicates = len(keep), len(rows) - len(keep)
+        if result.rejected:
+            with self.ledger.lock:
+                for r in result.rejected:
+                    self.health["rejected"][r.pop("reason")] += 1
         return result
 
     def _reject(self, result: IngestResult, index: int, eid, fld, message: str, reason: str) -> None:
-        self.health["rejected"][reason] += 1
-        result.rejected.append({"index": index, "id": eid, "field": fld, "error": message})
+        result.rejected.append({"index": index, "id": eid, "field": fld, "error": message, "reason": reason})
+
+    def count_rejected(self, reason: str, n: int = 1) -> None:
+        with self.ledger.lock:
+            self.health["rejected"][reason] += n
 
     def _log_unpriced(self, provider: str, model: str) -> None:
         key = (provider, model)

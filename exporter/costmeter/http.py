@@ -194,7 +194,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             objs = decode(body, self.headers.get("Content-Type"))
         except BodyError as e:
-            exp.health["rejected"]["malformed"] += 1
+            exp.count_rejected("malformed")
             return self._error(e.status, e.message)
         if len(objs) > exp.settings.max_events_per_request:
             return self._error(413, f"{len(objs)} events in one request; the limit is "

@@ -102,7 +102,8 @@ class HistogramFamily:
         out.append("".join(lines))
 
     def state(self) -> list:
-        return [[list(k), c] for k, c in self.cells.items()]
+        # copies: the snapshot is serialised outside the lock while ingest goes on
+        return [[list(k), list(c)] for k, c in self.cells.items()]
 
     def restore(self, rows: list) -> None:
         for k, v in rows:
