@@ -357,3 +357,13 @@ def test_threshold_crossings_reach_the_governance_log(tmp_path):
                           if json.loads(line)["kind"] == "threshold_crossed"
                           and json.loads(line)["budget"] == "tenant:gov"]
         assert levels == ["warning", "critical", "exceeded"]
+
+
+def test_bad_content_length_is_400_and_the_exporter_keeps_serving(exporter):
+    import socket
+    with socket.create_connection(("127.0.0.1", exporter.port), timeout=5) as s:
+        s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: -5\r\n\r\n")
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply
+    assert requests.get(exporter.url + "/-/healthy").status_code == 200

@@ -183,9 +183,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(411, "send the body with a Content-Length, not chunked")
         try:
             length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError
         except ValueError:
             self.close_connection = True
-            return self._error(400, "Content-Length is not a number")
+            return self._error(400, "Content-Length is not a whole number of bytes")
         if length > exp.settings.max_body_bytes:
             self.close_connection = True
             return self._error(413, f"body of {length} bytes is larger than the limit of "
