@@ -367,3 +367,30 @@ def test_bad_content_length_is_400_and_the_exporter_keeps_serving(exporter):
         reply = s.recv(4096)
     assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply
     assert requests.get(exporter.url + "/-/healthy").status_code == 200
+
+
+def test_mangled_bodies_never_get_a_5xx(exporter):
+    """Random byte-level damage to valid batches: always a 2xx/4xx answer, and the exporter keeps serving."""
+    import random
+    rnd = random.Random(20261122)
+    base = json.dumps([ev(900_000 + i, tenant="fuzz", cost_usd=0.001) for i in range(5)]).encode()
+    bodies = [b"[" * 100_000, b'{"provider":' * 5000, b"[NaN]", b'[{"provider":"x","input_tokens":1e400}]',
+              b"\xff\xfe" + base, b'[{"provider":"x"}]\x00']
+    for _ in range(250):
+        b = bytearray(base)
+        for _ in range(rnd.randint(1, 8)):
+            op, pos = rnd.random(), rnd.randrange(len(b))
+            if op < 0.4:
+                b[pos] = rnd.randrange(256)
+            elif op < 0.7:
+                del b[pos:pos + rnd.randint(1, 20)]
+            else:
+                b[pos:pos] = rnd.choice([b'"', b"{", b"]", b",", b"-1", b"null", b"\\u0000", b"1e999"])
+        bodies.append(bytes(b))
+    for body in bodies:
+        for ctype in ("application/json", "application/x-ndjson"):
+            r = post(exporter, body, ctype)
+            assert 200 <= r.status_code < 500, (r.status_code, body[:200], r.text[:300])
+            if r.status_code in (400, 413, 415, 422):
+                assert r.json()["error"]
+    assert requests.get(exporter.url + "/-/healthy").status_code == 200

@@ -57,6 +57,8 @@ def decode(body: bytes, content_type: str | None) -> list:
         return _lines(text)
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise BodyError(400, "JSON nested too deeply") from None
     except json.JSONDecodeError as e:
         if "\n" in text.strip() and text.lstrip()[:1] == "{":
             return _lines(text)           # NDJSON sent as application/json
@@ -80,6 +82,8 @@ def _lines(text: str) -> list:
             continue
         try:
             out.append(loads(line))
+        except RecursionError:
+            out.append(Invalid(f"line {n}: JSON nested too deeply"))
         except json.JSONDecodeError as e:
             out.append(Invalid(f"line {n}: malformed JSON at column {e.colno}: {e.msg}"))
     return out
