@@ -394,3 +394,11 @@ def test_mangled_bodies_never_get_a_5xx(exporter):
             if r.status_code in (400, 413, 415, 422):
                 assert r.json()["error"]
     assert requests.get(exporter.url + "/-/healthy").status_code == 200
+
+
+def test_port_in_use_fails_before_touching_state(tmp_path, exporter):
+    state = tmp_path / "state"
+    res = subprocess.run(costmeter_cmd() + ["serve", f"--web.listen-address=127.0.0.1:{exporter.port}",
+                                            f"--storage.path={state}"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "Address already in use" in res.stderr
+    assert not state.exists()

@@ -85,6 +85,25 @@ class Exporter:
     # ---- life cycle -----------------------------------------------------------
     def start(self, serve_http: bool = True) -> "Exporter":
         s = self.settings
+        if serve_http:          # bind first: a port in use fails before any state is touched
+            from .http import serve
+            self.http = serve(self)
+        try:
+            self._restore()
+        except BaseException:
+            if self.http is not None:
+                self.http.server_close()
+                self.http = None
+            raise
+        self.resources.sample()
+        self._spawn(self._housekeeping, "costmeter-housekeeping")
+        if self.http is not None:
+            self._spawn(self.http.serve_forever, "costmeter-http")
+        self.ready = True
+        return self
+
+    def _restore(self) -> None:
+        s = self.settings
         self.ledger = Ledger(s.state_dir)
         self.governance = GovernanceLog(s.governance_path)
         self.budgets = BudgetBook(self.budget_config, self.governance)
@@ -104,14 +123,6 @@ class Exporter:
         self.health["accepted"] += replayed
         self.budgets.restore(self.ledger.sums)
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
-        self.resources.sample()
-        self._spawn(self._housekeeping, "costmeter-housekeeping")
-        if serve_http:
-            from .http import serve
-            self.http = serve(self)
-            self._spawn(self.http.serve_forever, "costmeter-http")
-        self.ready = True
-        return self
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
