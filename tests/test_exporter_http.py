@@ -402,3 +402,14 @@ def test_port_in_use_fails_before_touching_state(tmp_path, exporter):
                                             f"--storage.path={state}"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "Address already in use" in res.stderr
     assert not state.exists()
+
+
+def test_tenant_defaults_are_visible_before_the_tenant_sends_anything(tmp_path):
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("tenant_defaults: {daily: 2.0, monthly: 20.0}\n")
+    with ExporterProcess(str(tmp_path / "state"), f"--budgets.file={budgets}") as p:
+        r = requests.get(p.url + "/v1/budgets/tenant:newcomer")
+        assert r.status_code == 200
+        assert sorted((b["period"], b["limit_usd"], b["spend_usd"]) for b in r.json()["periods"]) == \
+            [("daily", 2.0, 0.0), ("monthly", 20.0, 0.0)]
+        assert requests.get(p.url + "/v1/budgets/global").status_code == 404
