@@ -199,3 +199,25 @@ def test_shipped_mode_fails_open_by_default_and_closed_when_asked(tmp_path, capl
         assert deny and "unavailable" in reason
     finally:
         cost_tracker.shutdown()
+
+
+def test_shipped_mode_applies_tenant_defaults_to_a_tenant_never_seen(tmp_path):
+    bf = tmp_path / "b.yaml"
+    bf.write_text("tenant_defaults: {daily: 0.001}\n")
+    exp = ExporterProcess(str(tmp_path / "state"), f"--budgets.file={bf}").start()
+    cost_tracker.configure(url=exp.url, registry=CollectorRegistry(), spool_dir=str(tmp_path / "spool"))
+    try:
+        called = []
+
+        @track_cost(provider="openai", tenant="brand-new", enforce=True)
+        def ask(**kw):
+            called.append(kw)
+            return _response()
+
+        # 2000 output tokens could cost $0.0012, more than the default daily $0.001
+        with pytest.raises(BudgetExceededError) as ei:
+            ask(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=2000)
+        assert called == [] and ei.value.budget == "tenant:brand-new"
+    finally:
+        cost_tracker.shutdown()
+        exp.stop()
