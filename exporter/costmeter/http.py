@@ -145,11 +145,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"budgets": [b.to_dict() for b in exp.budgets.statuses()]})
         if path.startswith("/v1/budgets/"):
             name = unquote(path[len("/v1/budgets/"):])
-            periods = exp.budgets.get(name)
-            if not periods and name.startswith("tenant:") and len(name) > 7:
-                # tenant_defaults apply to every tenant, also one no event has named yet
-                exp.budgets.matching(None, None, name[7:], None)
-                periods = exp.budgets.get(name)
+            periods = exp.budgets.get(name)     # tenant:<t> of an unseen tenant: its defaults
             if not periods:
                 return self._error(404, f"no budget named {name!r}; GET /v1/budgets lists them")
             return self._json(200, {"name": name, "periods": [b.to_dict() for b in periods]})
