@@ -16,6 +16,7 @@ from . import __version__
 from .yamlconf import ConfigError, ConfigErrors
 
 DEFAULT_CONFIG_DIR = "config"
+LOG_LEVELS = ("debug", "info", "warn", "error")
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
@@ -31,12 +32,13 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budgets.file", dest="budgets_file", metavar="FILE", help="budgets.yaml")
     p.add_argument("--pricing.file", dest="pricing_file", metavar="FILE",
                    help="pricing.yaml merged over the built-in price table")
+    p.add_argument("--log.level", dest="sub_log_level", choices=LOG_LEVELS, help="log level (default info)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="costmeter", description="Cost observability for LLM-backed services.")
     p.add_argument("--version", action="version", version=f"costmeter {__version__}")
-    p.add_argument("--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error"))
+    p.add_argument("--log.level", dest="log_level", default="info", choices=LOG_LEVELS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the exporter (works with no config file at all)",
                            description="Run the exporter: ingest API, ledger, budgets, /metrics.")
@@ -176,7 +178,8 @@ def _check_external(checked: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper().replace("WARN", "WARNING")),
+    level = getattr(args, "sub_log_level", None) or args.log_level
+    logging.basicConfig(level=getattr(logging, level.upper().replace("WARN", "WARNING")),
                         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
     return {"serve": cmd_serve, "check": cmd_check}[args.command](args)
 
