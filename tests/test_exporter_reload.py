@@ -63,3 +63,14 @@ def test_reload_picks_up_new_prices(tmp_path):
         assert sample(m, "costmeter_unpriced_calls_total", provider="acme_llm", model="house-1") == 1
         assert sample(m, "cost_request_cost_usd_sum", provider="acme_llm", model="house-1", endpoint="unknown",
                       tenant="t") == 2.0
+
+
+def test_reload_refused_without_basic_auth_answers_at_once(tmp_path):
+    import bcrypt
+    wc = tmp_path / "web-config.yml"
+    wc.write_text(f"basic_auth_users:\n  admin: {bcrypt.hashpw(b'pw', bcrypt.gensalt(rounds=4)).decode()}\n")
+    with ExporterProcess(str(tmp_path / "state"), f"--web.config.file={wc}") as p:
+        t0 = time.monotonic()
+        r = requests.post(p.url + "/-/reload", data=b"x" * 100, timeout=10)
+        assert r.status_code == 401 and time.monotonic() - t0 < 5
+        assert requests.post(p.url + "/-/reload", data=b"x", auth=("admin", "pw"), timeout=10).status_code == 200

@@ -14,6 +14,7 @@ Missing token: 401; a wrong one: 403.
 """
 from __future__ import annotations
 
+import gzip
 import hmac
 import html
 import json
@@ -22,7 +23,7 @@ import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from .app import Exporter, gzip_bytes
+from .app import Exporter
 from .exposition import CONTENT_TYPE
 from .ingest import BodyError, decode
 from .settings import parse_listen_address
@@ -137,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
             body = exp.render_metrics()
             extra = {}
             if "gzip" in (self.headers.get("Accept-Encoding") or ""):
-                body, extra = gzip_bytes(body), {"Content-Encoding": "gzip"}
+                body, extra = gzip.compress(body, compresslevel=1), {"Content-Encoding": "gzip"}
             return self._send(200, body, CONTENT_TYPE, extra)
         if path == "/-/ready":
             return self._text(200, "Ready\n") if exp.ready else self._text(503, "Not ready\n")
@@ -161,9 +162,9 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         exp = self.server.exporter
         if path == "/-/reload":
-            self._drain()
-            if not self._basic_ok():
+            if not self._basic_ok():     # drains the body itself when it refuses
                 return
+            self._drain()
             try:
                 exp.reload()
             except (ConfigError, ConfigErrors) as e:
