@@ -16,7 +16,6 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-import costmeter
 from costmeter import BudgetExceededError, cost_tracker, should_deny, should_throttle, track_cost
 from exporter_support import ExporterProcess, free_port
 

@@ -7,7 +7,6 @@ events into durable ledger rows in :meth:`ingest`.
 """
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
@@ -22,7 +21,8 @@ from .events import EventError, parse_event
 from .exposition import gauge_family
 from .governance import GovernanceLog
 from .ingest import Invalid
-from .ledger import Ledger
+from .ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
+                     Ledger)
 from .pricing import PricingTable
 from .resources import ResourceSampler
 from .settings import Settings, load_settings
@@ -84,7 +84,6 @@ class Exporter:
 
     # ---- life cycle -----------------------------------------------------------
     def start(self, serve_http: bool = True) -> "Exporter":
-        s = self.settings
         if serve_http:          # bind first: a port in use fails before any state is touched
             from .http import serve
             self.http = serve(self)
@@ -205,8 +204,8 @@ class Exporter:
                 eid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
                 self._reject(result, i, eid, e.field, e.message, _reason(e))
                 continue
-            if row[11] is None:
-                self._log_unpriced(row[2], row[3])
+            if row[ROW_COST] is None:
+                self._log_unpriced(row[ROW_PROVIDER], row[ROW_MODEL])
             rows.append(row)
         if rows:
             ledger = self.ledger
@@ -216,8 +215,8 @@ class Exporter:
                 for i in keep:
                     r = rows[i]
                     apply(r)
-                    if r[11] is not None:
-                        observe(r[2], r[3], r[4], r[5], r[11], r[1])
+                    if r[ROW_COST] is not None:
+                        observe(r[ROW_PROVIDER], r[ROW_MODEL], r[ROW_TENANT], r[ROW_ENDPOINT], r[ROW_COST], r[ROW_TS])
                 self.applied_seq = last
                 self.health["accepted"] += len(keep)
                 self.health["duplicates"] += len(rows) - len(keep)
@@ -346,9 +345,4 @@ class Exporter:
                          "CPU and memory turned into USD with the configured hourly rates.", ("target", "resource"),
                          [(k, v) for k, v in sorted(usd.items())], "counter"),
         ))
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=1)
-
 

@@ -24,7 +24,7 @@ import json
 import os
 import sqlite3
 import threading
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 SCHEMA_VERSION = 1
 
@@ -171,14 +171,6 @@ class Ledger:
                 "SELECT provider, model, tenant, endpoint, sum(cost) FROM events "
                 "WHERE ts >= ? AND ts < ? AND cost IS NOT NULL "
                 "GROUP BY provider, model, tenant, endpoint", (start_ts, end_ts)).fetchall()
-        finally:
-            db.close()
-
-    def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
-        """Read-only query on a fresh connection (used by reports)."""
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        try:
-            return db.execute(sql, tuple(params)).fetchall()
         finally:
             db.close()
 

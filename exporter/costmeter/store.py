@@ -231,11 +231,3 @@ class Store:
             f.restore(fams.get(f.name, []))
         self.routes.clear()
 
-
-def totals(store: Store) -> dict[str, float]:
-    """Handy sums for tests and the landing page."""
-    return {
-        "calls": sum(c[0] for c in store.calls.cells.values()),
-        "spend_usd": sum(c[-1] for c in store.cost.cells.values()),
-        "tokens": sum(c[0] for c in store.tokens.cells.values()),
-    }
