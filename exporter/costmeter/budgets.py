@@ -495,12 +495,8 @@ def _status(inst: _Instance, now: float) -> BudgetStatus:
 
 
 def _now() -> float:
+    # time.time is looked up per call: freezegun swaps the module attribute, not a bound reference.
     return time.time()
-
-
-def _is_time_time(clock) -> bool:
-    # Not ``clock is time.time``: freezegun swaps module attributes that hold time.time.
-    return getattr(clock, "__module__", None) == "time" and getattr(clock, "__name__", None) == "time"
 
 
 SumsFn = Callable[[float, float], Iterable[tuple[str, str, str, str, float]]]
@@ -513,14 +509,14 @@ class BudgetBook:
     """
 
     def __init__(self, config: BudgetConfig, governance: "GovernanceLog | None" = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] | None = None):
         self.config = config
         self.governance = governance
-        # time.time as a default argument is bound once; look it up per call so that
-        # tests (freezegun) and the real clock behave the same.
-        self._clock = _now if _is_time_time(clock) else clock
+        # Every reading of the time goes through self._clock (default: time.time looked up
+        # per call), so an injected or frozen clock decides every period, first ones included.
+        self._clock = clock if clock is not None else _now
         self._lock = threading.Lock()
-        now = clock()
+        now = self._clock()
         self._instances: list[_Instance] = [_Instance(s, now) for s in config.budgets]
         self._tenants: set[str] = set()      # tenants whose default budgets exist
         self._routes: dict[tuple, list[_Instance]] = {}

@@ -35,12 +35,11 @@ def _iso_ms(ts: float) -> str:
 class GovernanceLog:
     """Append-only JSON-lines log of budget decisions; safe to share between threads."""
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time):
+    def __init__(self, path: str, clock: Callable[[], float] | None = None):
         self.path = path
-        # A default time.time is looked up per call, so freezegun (which swaps module
-        # attributes, not bound defaults) moves this clock too.
-        plain = getattr(clock, "__module__", None) == "time" and getattr(clock, "__name__", None) == "time"
-        self._clock = (lambda: time.time()) if plain else clock
+        # The default looks time.time up per call, so freezegun (which swaps module
+        # attributes, not bound references) moves this clock too.
+        self._clock = clock if clock is not None else (lambda: time.time())
         self._lock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
