@@ -55,7 +55,7 @@ def main() -> None:
     from prometheus_client import generate_latest
 
     from costmeter.app import Exporter
-    from costmeter.settings import load_settings
+    from costmeter.config.settings import load_settings
 
     with tempfile.TemporaryDirectory() as d:
         exp = Exporter(load_settings(None, {"state_dir": d, "listen_address": "127.0.0.1:0"})).start()

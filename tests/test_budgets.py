@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from costmeter import governance
 from costmeter.budgets import BudgetBook, BudgetStatus, Thresholds, load_budgets, loads_budgets
 from costmeter.governance import GovernanceLog
-from costmeter.yamlconf import ConfigError, ConfigErrors
+from costmeter.config.loader import ConfigError, ConfigErrors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H = 3600.0

@@ -9,7 +9,7 @@ import pytest
 
 from costmeter import pricing
 from costmeter.pricing import ModelPrice, PricingTable
-from costmeter.yamlconf import ConfigError, ConfigErrors
+from costmeter.config.loader import ConfigError, ConfigErrors
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "pricing.yaml"

@@ -14,10 +14,10 @@ import uuid
 import psutil
 import pytest
 
-from costmeter import yamlconf
+from costmeter.config import loader
 from costmeter.resources import (DEFAULT_CPU_CORE_HOUR_USD, DEFAULT_MEMORY_GIB_HOUR_USD, ProcessTarget,
                                  ResourcesConfig, ResourceSampler)
-from costmeter.yamlconf import ConfigError, ConfigErrors
+from costmeter.config.loader import ConfigError, ConfigErrors
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -119,7 +119,7 @@ def test_memory_is_rss(spawn):
 def _config(tmp_path, body: str) -> ResourcesConfig:
     path = tmp_path / "exporter.yaml"
     path.write_text(textwrap.dedent(body).lstrip("\n"))
-    doc = yamlconf.load(str(path))
+    doc = loader.load(str(path))
     return ResourcesConfig.from_yaml(doc, ("resources",), doc.data.get("resources"))
 
 
@@ -305,7 +305,7 @@ def test_restore_keeps_unconfigured_targets_in_state_only_and_skips_garbage(monk
 # ---- configuration -------------------------------------------------------------
 
 def test_defaults_when_section_is_absent():
-    doc = yamlconf.loads("listen: ':9184'\n", "exporter.yaml")
+    doc = loader.loads("listen: ':9184'\n", "exporter.yaml")
     cfg = ResourcesConfig.from_yaml(doc, ("resources",), None)
     assert cfg == ResourcesConfig()
     assert (cfg.interval_seconds, cfg.host, cfg.self_process) == (15.0, True, True)
@@ -370,7 +370,7 @@ INVALID = [
 
 @pytest.mark.parametrize("body,line,key,fragment", [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
 def test_validation_errors_name_line_and_key(body, line, key, fragment):
-    doc = yamlconf.loads(PREFIX + body, "/etc/costmeter/exporter.yaml")
+    doc = loader.loads(PREFIX + body, "/etc/costmeter/exporter.yaml")
     with pytest.raises((ConfigError, ConfigErrors)) as info:
         ResourcesConfig.from_yaml(doc, ("resources",), doc.data["resources"])
     errors = info.value.errors if isinstance(info.value, ConfigErrors) else [info.value]
@@ -381,7 +381,7 @@ def test_validation_errors_name_line_and_key(body, line, key, fragment):
 
 
 def test_several_errors_are_reported_together():
-    doc = yamlconf.loads(PREFIX + "  host: maybe\n  memory_gib_hour_usd: cheap\n  processes:\n    - {target: x}\n",
+    doc = loader.loads(PREFIX + "  host: maybe\n  memory_gib_hour_usd: cheap\n  processes:\n    - {target: x}\n",
                          "exporter.yaml")
     with pytest.raises(ConfigErrors) as info:
         ResourcesConfig.from_yaml(doc, ("resources",), doc.data["resources"])
@@ -390,7 +390,7 @@ def test_several_errors_are_reported_together():
 
 
 def test_section_must_be_a_mapping():
-    doc = yamlconf.loads("resources: [1, 2]\n", "exporter.yaml")
+    doc = loader.loads("resources: [1, 2]\n", "exporter.yaml")
     with pytest.raises(ConfigError) as info:
         ResourcesConfig.from_yaml(doc, ("resources",), doc.data["resources"])
     assert (info.value.line, info.value.key) == (1, "resources")

@@ -18,7 +18,7 @@ import requests
 
 from costmeter import webconfig
 from costmeter.webconfig import WebConfig, load_web_config
-from costmeter.yamlconf import ConfigError, ConfigErrors
+from costmeter.config.loader import ConfigError, ConfigErrors
 
 
 # ---- certificates (made once per module with the openssl CLI) ---------------

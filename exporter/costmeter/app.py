@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
 
-from . import __version__
-from .budgets import BudgetBook, load_budgets
-from .cardinality import CardinalityGuard
-from .events import EventError, parse_event
-from .exposition import gauge_family
-from .governance import GovernanceLog
-from .ingest import Invalid
-from .ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
+from costmeter import __version__
+from costmeter.budgets import BudgetBook, load_budgets
+from costmeter.cardinality import CardinalityGuard
+from costmeter.events import EventError, parse_event
+from costmeter.exposition import gauge_family
+from costmeter.governance import GovernanceLog
+from costmeter.ingest import Invalid
+from costmeter.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
                      Ledger)
-from .pricing import PricingTable
-from .resources import ResourceSampler
-from .settings import Settings, load_settings
-from .store import Store
+from costmeter.pricing import PricingTable
+from costmeter.resources import ResourceSampler
+from costmeter.config.settings import Settings, load_settings
+from costmeter.store import Store
 
 log = logging.getLogger("costmeter")
 
@@ -62,7 +62,7 @@ class Exporter:
         self.budget_config = load_budgets(s.budgets_file)
         self.web = None
         if s.web_config_file:
-            from .webconfig import load_web_config
+            from costmeter.webconfig import load_web_config
             self.web = load_web_config(s.web_config_file)
         self.ledger: Ledger | None = None
         self.store = Store(CardinalityGuard(s.cardinality))
@@ -85,7 +85,7 @@ class Exporter:
     # ---- life cycle -----------------------------------------------------------
     def start(self, serve_http: bool = True) -> "Exporter":
         if serve_http:          # bind first: a port in use fails before any state is touched
-            from .http import serve
+            from costmeter.http import serve
             self.http = serve(self)
         try:
             self._restore()
@@ -171,7 +171,7 @@ class Exporter:
             budget_config = load_budgets(s.budgets_file)
             web = None
             if s.web_config_file:
-                from .webconfig import load_web_config
+                from costmeter.webconfig import load_web_config
                 web = load_web_config(s.web_config_file)
         except Exception:
             self.reload_ok = False

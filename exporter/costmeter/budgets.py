@@ -55,11 +55,11 @@ from datetime import date, datetime
 from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import yamlconf
-from .events import iso
-from .governance import GovernanceLog
-from .periods import ALL_PERIODS, FIXED, PERIODS, period_bounds, to_timestamp
-from .yamlconf import ConfigError, ConfigErrors, Doc
+from costmeter.config import loader
+from costmeter.events import iso
+from costmeter.governance import GovernanceLog
+from costmeter.periods import ALL_PERIODS, FIXED, PERIODS, period_bounds, to_timestamp
+from costmeter.config.loader import ConfigError, ConfigErrors, Doc
 
 __all__ = ["Thresholds", "BudgetSpec", "BudgetConfig", "BudgetStatus", "BudgetBook",
            "load_budgets", "loads_budgets", "budgets_from_doc", "SELECTOR_KEYS", "LEVELS", "ENV_VARS"]
@@ -186,7 +186,7 @@ class _Errors:
 
 
 def _tz(doc: Doc, path, value) -> str:
-    name = yamlconf.expect_str(doc, path, value)
+    name = loader.expect_str(doc, path, value)
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -195,7 +195,7 @@ def _tz(doc: Doc, path, value) -> str:
 
 
 def _limit(doc: Doc, path, value) -> float:
-    v = yamlconf.expect_number(doc, path, value)
+    v = loader.expect_number(doc, path, value)
     if v <= 0:
         raise doc.error(path, f"must be a limit in USD greater than 0, got {value!r} (remove the budget to disable it)")
     return v
@@ -209,11 +209,11 @@ def _check_order(doc: Doc, path, t: Thresholds, origin: str = "") -> Thresholds:
 
 
 def _thresholds(doc: Doc, path, value, base: Thresholds) -> Thresholds:
-    m = yamlconf.expect_mapping(doc, path, value, LEVELS)
+    m = loader.expect_mapping(doc, path, value, LEVELS)
     vals = {}
     for level in LEVELS:
         if level in m:
-            v = yamlconf.expect_number(doc, tuple(path) + (level,), m[level])
+            v = loader.expect_number(doc, tuple(path) + (level,), m[level])
             if not 0 < v <= MAX_THRESHOLD:
                 raise doc.error(tuple(path) + (level,), f"must be a ratio in (0, {MAX_THRESHOLD:g}], "
                                 f"got {m[level]!r} (0.8 means 80 %)")
@@ -224,7 +224,7 @@ def _thresholds(doc: Doc, path, value, base: Thresholds) -> Thresholds:
 
 
 def _period_limits(doc: Doc, path, value, errs: _Errors) -> dict[str, float]:
-    m = yamlconf.expect_mapping(doc, path, value, PERIODS)
+    m = loader.expect_mapping(doc, path, value, PERIODS)
     out = {}
     for p, v in m.items():
         lim = errs.run(_limit, doc, tuple(path) + (p,), v)
@@ -234,8 +234,8 @@ def _period_limits(doc: Doc, path, value, errs: _Errors) -> dict[str, float]:
 
 
 def _selector(doc: Doc, path, value) -> tuple[tuple[str, str], ...]:
-    m = yamlconf.expect_mapping(doc, path, value, SELECTOR_KEYS)
-    return tuple(sorted((k, yamlconf.expect_str(doc, tuple(path) + (k,), v)) for k, v in m.items()))
+    m = loader.expect_mapping(doc, path, value, SELECTOR_KEYS)
+    return tuple(sorted((k, loader.expect_str(doc, tuple(path) + (k,), v)) for k, v in m.items()))
 
 
 def _instant(doc: Doc, path, value, tz: str) -> float:
@@ -277,7 +277,7 @@ def budgets_from_doc(doc: Doc, env: Mapping[str, str] | None = None) -> BudgetCo
     """Validate a parsed budgets document (and the environment) into a BudgetConfig."""
     env = os.environ if env is None else env
     errs = _Errors()
-    top = errs.run(yamlconf.expect_mapping, doc, (), doc.data, TOP_KEYS)
+    top = errs.run(loader.expect_mapping, doc, (), doc.data, TOP_KEYS)
     if top is None:
         errs.raise_if_any()
 
@@ -322,7 +322,7 @@ def budgets_from_doc(doc: Doc, env: Mapping[str, str] | None = None) -> BudgetCo
         for p, lim in limits.items():
             add(BudgetSpec(GLOBAL, p, (), lim, defaults, tz), ("global", p))
     if "tenants" in top:
-        tenants = errs.run(yamlconf.expect_mapping, doc, ("tenants",), top["tenants"]) or {}
+        tenants = errs.run(loader.expect_mapping, doc, ("tenants",), top["tenants"]) or {}
         for key, value in tenants.items():
             path = ("tenants", key)
             name = errs.run(_tenant_name, doc, path, key)
@@ -369,12 +369,12 @@ def budgets_from_doc(doc: Doc, env: Mapping[str, str] | None = None) -> BudgetCo
 
 
 def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: _Errors):
-    m = yamlconf.expect_mapping(doc, path, item, BUDGET_KEYS)
+    m = loader.expect_mapping(doc, path, item, BUDGET_KEYS)
     if not m:
         raise doc.error(path, "a budget needs at least name and limit_usd")
     if "name" not in m:
         raise doc.error(path, "missing key 'name'")
-    name = yamlconf.expect_str(doc, path + ("name",), m["name"])
+    name = loader.expect_str(doc, path + ("name",), m["name"])
     if not NAME_RE.match(name):
         raise doc.error(path + ("name",), f"{name!r} is not a valid budget name (letters, digits and _ . : / -, "
                                           "starting with a letter or digit, at most 128 characters)")
@@ -403,7 +403,7 @@ def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: _Err
     period = m["period"]
     fixed = None
     if isinstance(period, dict):
-        rng = yamlconf.expect_mapping(doc, path + ("period",), period, ("start", "end"))
+        rng = loader.expect_mapping(doc, path + ("period",), period, ("start", "end"))
         for k in ("start", "end"):
             if k not in rng:
                 raise doc.error(path + ("period",), f"a fixed period needs '{k}' (e.g. {{start: 2026-11-01, end: 2026-12-01}})")
@@ -419,7 +419,7 @@ def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: _Err
 
 
 def loads_budgets(text: str, file: str | None = "budgets.yaml", env: Mapping[str, str] | None = None) -> BudgetConfig:
-    return budgets_from_doc(yamlconf.loads(text, file), env)
+    return budgets_from_doc(loader.loads(text, file), env)
 
 
 def load_budgets(path: str | None, env: Mapping[str, str] | None = None) -> BudgetConfig:
@@ -427,7 +427,7 @@ def load_budgets(path: str | None, env: Mapping[str, str] | None = None) -> Budg
     from a file; the environment variables still apply. ``env`` None means os.environ."""
     if path is None or not os.path.exists(path):
         return budgets_from_doc(Doc(path if path else None, {}), env)
-    return budgets_from_doc(yamlconf.load(path), env)
+    return budgets_from_doc(loader.load(path), env)
 
 
 # ---- accounting ------------------------------------------------------------------

@@ -8,8 +8,9 @@ the ``__overflow__`` series) and budgets still see the real value.
 """
 from __future__ import annotations
 
+from costmeter.config.settings import DEFAULT_LIMITS
+
 OVERFLOW = "__overflow__"
-DEFAULT_LIMITS = {"provider": 50, "model": 500, "tenant": 2000, "endpoint": 500}
 
 
 class CardinalityGuard:

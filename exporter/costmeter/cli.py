@@ -12,8 +12,8 @@ import signal
 import sys
 import threading
 
-from . import __version__
-from .yamlconf import ConfigError, ConfigErrors
+from costmeter import __version__
+from costmeter.config.loader import ConfigError, ConfigErrors
 
 DEFAULT_CONFIG_DIR = "config"
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -64,9 +64,9 @@ def _print_errors(e: Exception) -> None:
 
 
 def cmd_serve(args) -> int:
-    from .app import Exporter
-    from .ledger import LedgerError
-    from .settings import load_settings
+    from costmeter.app import Exporter
+    from costmeter.ledger import LedgerError
+    from costmeter.config.settings import load_settings
 
     try:
         exporter = Exporter(load_settings(args.config_file, _overrides(args)))
@@ -95,9 +95,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .budgets import load_budgets
-    from .pricing import PricingTable
-    from .settings import load_settings
+    from costmeter.budgets import load_budgets
+    from costmeter.pricing import PricingTable
+    from costmeter.config.settings import load_settings
 
     cfg = args.config_file
     budgets, pricing, web = args.budgets_file, args.pricing_file, args.web_config_file
@@ -132,7 +132,7 @@ def cmd_check(args) -> int:
     attempt(_shown(budgets) or "budgets from the environment", lambda: load_budgets(budgets))
     attempt(_shown(pricing) or "built-in pricing table", lambda: PricingTable.load(pricing))
     if web:
-        from .webconfig import load_web_config
+        from costmeter.webconfig import load_web_config
         attempt(_shown(web), lambda: load_web_config(web))
     external_failed = False
     if not any((args.config_file, args.budgets_file, args.pricing_file, args.web_config_file)):

@@ -23,11 +23,11 @@ import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from .app import Exporter
-from .exposition import CONTENT_TYPE
-from .ingest import BodyError, decode
-from .settings import parse_listen_address
-from .yamlconf import ConfigError, ConfigErrors
+from costmeter.app import Exporter
+from costmeter.exposition import CONTENT_TYPE
+from costmeter.ingest import BodyError, decode
+from costmeter.config.settings import parse_listen_address
+from costmeter.config.loader import ConfigError, ConfigErrors
 
 log = logging.getLogger("costmeter.http")
 
@@ -237,7 +237,7 @@ def landing_page(exp: Exporter) -> str:
     table = (f"<table><tr><th>budget</th><th>period</th><th>spend</th><th>limit</th><th>used</th>"
              f"<th>status</th></tr>{rows}</table>" if rows else
              "<p>No budgets configured. Pass <code>--budgets.file</code> or set GLOBAL_BUDGET_DAILY.</p>")
-    from . import __version__
+    from costmeter import __version__
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>costmeter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}
 .warning{{color:#b58900}}.critical{{color:#cb4b16}}.exceeded{{color:#dc322f;font-weight:bold}}</style></head>

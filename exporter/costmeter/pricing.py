@@ -43,8 +43,8 @@ from datetime import date, datetime, timezone
 from importlib import resources
 from typing import Any
 
-from . import yamlconf
-from .yamlconf import ConfigError, ConfigErrors, Doc
+from costmeter.config import loader
+from costmeter.config.loader import ConfigError, ConfigErrors, Doc
 
 __all__ = ["PricingTable", "ModelPrice", "RATE_KEYS", "default_pricing_path"]
 
@@ -155,7 +155,7 @@ def _parse_date(doc: Doc, path: tuple, value: Any) -> float:
 
 
 def _rate(doc: Doc, path: tuple, value: Any) -> float:
-    return yamlconf.expect_number(doc, path, value, minimum=0)
+    return loader.expect_number(doc, path, value, minimum=0)
 
 
 def _unknown_key(doc: Doc, path: tuple, key: Any, allowed: tuple) -> ConfigError:
@@ -203,7 +203,7 @@ def _parse_entry(doc: Doc, path: tuple, m: dict, errors: list, *, need_date: boo
     if "long_context" in m:
         tpath = path + ("long_context",)
         try:
-            t = yamlconf.expect_mapping(doc, tpath, m["long_context"])
+            t = loader.expect_mapping(doc, tpath, m["long_context"])
             tier = _rates(doc, tpath, t, _TIER_KEYS, errors)
             if "above" not in t:
                 errors.append(doc.error(tpath, "missing 'above' (prompt tokens above which these rates apply)"))
@@ -220,7 +220,7 @@ def _parse_entry(doc: Doc, path: tuple, m: dict, errors: list, *, need_date: boo
 
 def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _ModelSpec | None:
     try:
-        m = yamlconf.expect_mapping(doc, path, m)
+        m = loader.expect_mapping(doc, path, m)
     except ConfigError as e:
         errors.append(e)
         return None
@@ -241,7 +241,7 @@ def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _Mod
         for i, item in enumerate(plist):
             ipath = path + ("prices", i)
             try:
-                item = yamlconf.expect_mapping(doc, ipath, item)
+                item = loader.expect_mapping(doc, ipath, item)
             except ConfigError as e:
                 errors.append(e)
                 continue
@@ -289,14 +289,14 @@ def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _Mod
     bd = None
     if "batch_discount" in m:
         try:
-            bd = yamlconf.expect_number(doc, path + ("batch_discount",), m["batch_discount"], minimum=0, maximum=1)
+            bd = loader.expect_number(doc, path + ("batch_discount",), m["batch_discount"], minimum=0, maximum=1)
         except ConfigError as e:
             errors.append(e)
     return _ModelSpec(name, entries, aliases, pats, bd, doc.file, doc.line(path))
 
 
 def _read(text: str | None, file: str | None) -> Doc:
-    return yamlconf.load(file) if text is None else yamlconf.loads(text, file)  # type: ignore[arg-type]
+    return loader.load(file) if text is None else loader.loads(text, file)  # type: ignore[arg-type]
 
 
 def _parse(doc: Doc) -> _Layer:
@@ -315,7 +315,7 @@ def _parse(doc: Doc) -> _Layer:
         inc = True
     providers: dict[str, _ProviderSpec] = {}
     try:
-        pmap = yamlconf.expect_mapping(doc, ("providers",), top.get("providers"))
+        pmap = loader.expect_mapping(doc, ("providers",), top.get("providers"))
     except ConfigError as e:
         errors.append(e)
         pmap = {}
@@ -325,19 +325,19 @@ def _parse(doc: Doc) -> _Layer:
             errors.append(doc.error(ppath, "provider names are lower-case letters, digits and _ (e.g. openai)"))
             continue
         try:
-            pval = yamlconf.expect_mapping(doc, ppath, pval, _PROVIDER_KEYS)
+            pval = loader.expect_mapping(doc, ppath, pval, _PROVIDER_KEYS)
         except ConfigError as e:
             errors.append(e)
             continue
         spec = _ProviderSpec()
         if "batch_discount" in pval:
             try:
-                spec.batch_discount = yamlconf.expect_number(doc, ppath + ("batch_discount",), pval["batch_discount"],
+                spec.batch_discount = loader.expect_number(doc, ppath + ("batch_discount",), pval["batch_discount"],
                                                              minimum=0, maximum=1)
             except ConfigError as e:
                 errors.append(e)
         try:
-            mmap = yamlconf.expect_mapping(doc, ppath + ("models",), pval.get("models"))
+            mmap = loader.expect_mapping(doc, ppath + ("models",), pval.get("models"))
         except ConfigError as e:
             errors.append(e)
             mmap = {}
@@ -357,13 +357,13 @@ def _parse(doc: Doc) -> _Layer:
             spec.models[key] = ms
             for alias, line in ms.aliases:
                 if alias in owner and owner[alias] != key:
-                    errors.append(ConfigError(doc.file, line, yamlconf.key_name(mpath + ("aliases",)),
+                    errors.append(ConfigError(doc.file, line, loader.key_name(mpath + ("aliases",)),
                                               f"alias {alias!r} is already an alias of {owner[alias]}"))
                 owner[alias] = key
         for alias, mkey in owner.items():
             if alias in spec.models and alias != mkey:
                 line = next(ln for a, ln in spec.models[mkey].aliases if a == alias)
-                errors.append(ConfigError(doc.file, line, yamlconf.key_name(ppath + ("models", mkey, "aliases")),
+                errors.append(ConfigError(doc.file, line, loader.key_name(ppath + ("models", mkey, "aliases")),
                                           f"alias {alias!r} is the name of another model"))
         providers[pname] = spec
     if len(errors) == 1:

@@ -44,7 +44,7 @@ import time
 import weakref
 from typing import Callable
 
-from .events import TOKEN_FIELDS
+from costmeter.events import TOKEN_FIELDS
 
 log = logging.getLogger("costmeter.shipper")
 

@@ -36,11 +36,11 @@ import time
 from contextvars import ContextVar
 from typing import Any, Callable
 
-from .context import current_endpoint, current_tenant
-from .enforce import BudgetExceededError, estimate_prompt_tokens, max_output_tokens
-from .events import DEFAULT_ENDPOINT, DEFAULT_MODEL, DEFAULT_TENANT
-from .tracker import cost_tracker
-from .usage import StreamUsage, extract
+from costmeter.context import current_endpoint, current_tenant
+from costmeter.enforce import BudgetExceededError, estimate_prompt_tokens, max_output_tokens
+from costmeter.events import DEFAULT_ENDPOINT, DEFAULT_MODEL, DEFAULT_TENANT
+from costmeter.tracker import cost_tracker
+from costmeter.usage import StreamUsage, extract
 
 log = logging.getLogger("costmeter")
 _perf = time.perf_counter

@@ -41,8 +41,8 @@ import time
 import weakref
 from typing import Any
 
-from .events import DEFAULT_ENDPOINT, DEFAULT_MODEL, DEFAULT_TENANT, TOKEN_TYPES
-from .store import COST_BUCKETS, DURATION_BUCKETS
+from costmeter.events import DEFAULT_ENDPOINT, DEFAULT_MODEL, DEFAULT_TENANT, TOKEN_TYPES
+from costmeter.store import COST_BUCKETS, DURATION_BUCKETS
 
 log = logging.getLogger("costmeter")
 
@@ -173,8 +173,8 @@ class CostTracker:
         ``registry`` (default: prometheus_client's REGISTRY). With a ``url``: shipped mode; app-registry
         metrics only if ``registry`` is given. ``budgets_file`` in direct mode enforces budgets locally
         (single process). Calling it again replaces the previous configuration (after a flush)."""
-        from .enforce import BookSource, Enforcer, RemoteSource
-        from .pricing import PricingTable
+        from costmeter.enforce import BookSource, Enforcer, RemoteSource
+        from costmeter.pricing import PricingTable
         url = url or os.environ.get("COSTMETER_URL") or None
         token = token or os.environ.get("COSTMETER_TOKEN") or None
         with self._lock:
@@ -184,7 +184,7 @@ class CostTracker:
                 registry = None if url else _default_registry()
             self._set_registry(registry)
             if url:
-                from .shipper import HttpSink, Shipper
+                from costmeter.shipper import HttpSink, Shipper
                 self.shipper = Shipper(HttpSink(url, token=token, timeout=timeout), spool_dir=spool_dir,
                                        batch_size=batch_size, queue_size=queue_size, flush_interval=flush_interval,
                                        spool_max_bytes=spool_max_bytes, on_drop=self._count_drop)
@@ -195,7 +195,7 @@ class CostTracker:
             else:
                 book = None
                 if budgets_file:
-                    from .budgets import BudgetBook, load_budgets
+                    from costmeter.budgets import BudgetBook, load_budgets
                     book = self._local_book = BudgetBook(load_budgets(budgets_file))
                 self.enforcer = Enforcer(BookSource(book) if book is not None else None, fail_closed=fail_closed)
                 self.mode = "direct"
@@ -210,9 +210,9 @@ class CostTracker:
               spool_dir: str | None = None, fail_closed: bool = False):
         """Start the exporter in this process and send every call to it (single-process apps).
         Returns the Exporter (``.url`` is where Prometheus scrapes it when listening)."""
-        from .app import Exporter
-        from .enforce import BookSource, Enforcer
-        from .shipper import ExporterSink, Shipper
+        from costmeter.app import Exporter
+        from costmeter.enforce import BookSource, Enforcer
+        from costmeter.shipper import ExporterSink, Shipper
         with self._lock:
             self._teardown()
             ex = Exporter.embedded(state_dir=state_dir, listen_address=listen_address, budgets_file=budgets_file,
@@ -430,8 +430,8 @@ class CostTracker:
         price of the cached ``response``'s usage (or of ``tokens``) at today's rates.
         A miss is recorded only as a lookup; the provider call that follows is tracked as usual.
         Returns the saved USD (0.0 for a miss or an unpriced model)."""
-        from .context import current_endpoint, current_tenant
-        from .usage import extract
+        from costmeter.context import current_endpoint, current_tenant
+        from costmeter.usage import extract
         tenant = tenant or current_tenant.get() or DEFAULT_TENANT
         endpoint = endpoint or current_endpoint.get() or DEFAULT_ENDPOINT
         saved = 0.0

@@ -74,8 +74,8 @@ from typing import Any
 
 import bcrypt
 
-from . import yamlconf
-from .yamlconf import ConfigError, ConfigErrors, Doc
+from costmeter.config import loader
+from costmeter.config.loader import ConfigError, ConfigErrors, Doc
 
 __all__ = ["WebConfig", "load_web_config"]
 
@@ -235,7 +235,7 @@ def load_web_config(path: str) -> WebConfig:
     """Read and validate a web-config.yml; relative paths in it are taken from its
     directory. Raises :class:`ConfigError` for one problem, :class:`ConfigErrors` for
     several, each naming file, line and key."""
-    doc = yamlconf.load(path)
+    doc = loader.load(path)
     return _build(doc, os.path.dirname(os.path.abspath(path)))
 
 
@@ -261,7 +261,7 @@ class _Collector:
 
 def _build(doc: Doc, base_dir: str) -> WebConfig:
     errs = _Collector()
-    top = yamlconf.expect_mapping(doc, (), doc.data, _TOP_KEYS)
+    top = loader.expect_mapping(doc, (), doc.data, _TOP_KEYS)
     for path, message in _UNSUPPORTED.items():
         node: Any = top
         for part in path[:-1]:
@@ -277,7 +277,7 @@ def _build(doc: Doc, base_dir: str) -> WebConfig:
 
 def _users(doc: Doc, value: Any) -> dict[str, str]:
     path = ("basic_auth_users",)
-    users = yamlconf.expect_mapping(doc, path, value)
+    users = loader.expect_mapping(doc, path, value)
     errs = _Collector()
     out: dict[str, str] = {}
     for user, hashed in users.items():
@@ -304,11 +304,11 @@ def _users(doc: Doc, value: Any) -> dict[str, str]:
 
 def _http(doc: Doc, value: Any) -> dict[str, str]:
     path = ("http_server_config",)
-    http = yamlconf.expect_mapping(doc, path, value, _HTTP_KEYS)
+    http = loader.expect_mapping(doc, path, value, _HTTP_KEYS)
     if "http2" in http and not isinstance(http["http2"], bool):
         raise doc.error(path + ("http2",), f"must be true or false, got {http['http2']!r}")
     hpath = path + ("headers",)
-    headers = yamlconf.expect_mapping(doc, hpath, http.get("headers"))
+    headers = loader.expect_mapping(doc, hpath, http.get("headers"))
     errs = _Collector()
     out: dict[str, str] = {}
     for name, v in headers.items():
@@ -331,7 +331,7 @@ def _http(doc: Doc, value: Any) -> dict[str, str]:
 
 def _read_pem(doc: Doc, path: tuple, base_dir: str, value: Any, marker: str) -> str:
     """Resolve a *_file key, read it, and check it holds the PEM block ``marker``."""
-    name = yamlconf.expect_str(doc, path, value)
+    name = loader.expect_str(doc, path, value)
     full = name if os.path.isabs(name) else os.path.join(base_dir, name)
     try:
         with open(full, "rb") as f:
@@ -346,7 +346,7 @@ def _read_pem(doc: Doc, path: tuple, base_dir: str, value: Any, marker: str) -> 
 
 def _tls(doc: Doc, value: Any, base_dir: str) -> ssl.SSLContext | None:
     path = ("tls_server_config",)
-    tls = yamlconf.expect_mapping(doc, path, value, _TLS_KEYS)
+    tls = loader.expect_mapping(doc, path, value, _TLS_KEYS)
     if not tls:
         return None
     errs = _Collector()

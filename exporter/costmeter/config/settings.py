@@ -22,7 +22,7 @@ relative to the file's directory.
       max_events_per_request: 100000
     cardinality:
       max_values: {provider: 50, model: 500, tenant: 2000, endpoint: 500}
-    resources: {...}                    # see resources.py
+    resources: {...}                    # see config/resources.py
 """
 from __future__ import annotations
 
@@ -30,11 +30,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import yamlconf
-from .cardinality import DEFAULT_LIMITS
-from .yamlconf import ConfigError, Doc
+from costmeter.config import loader
+from costmeter.config.loader import ConfigError, Doc
+from costmeter.config.resources import ResourcesConfig
 
 DEFAULT_LISTEN = ":9469"
+# Distinct values per label before the cardinality guard folds the rest into __overflow__.
+DEFAULT_LIMITS = {"provider": 50, "model": 500, "tenant": 2000, "endpoint": 500}
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> str:
@@ -60,7 +62,7 @@ class Settings:
     bearer_tokens: tuple[str, ...] = ()
     max_events_per_request: int = 100_000
     cardinality: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
-    resources: Any = None          # resources.ResourcesConfig
+    resources: Any = None          # ResourcesConfig
 
     @property
     def governance_path(self) -> str:
@@ -87,46 +89,45 @@ def _read_tokens(doc: Doc, path: tuple, filename: str) -> list[str]:
 def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] | None = None,
                   env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from an optional exporter.yaml, flag overrides and the environment."""
-    from .resources import ResourcesConfig
 
     env = os.environ if env is None else env
     s = Settings(state_dir=default_state_dir(env))
     resources_value, doc = None, None
     if config_file:
-        doc = yamlconf.load(config_file)
+        doc = loader.load(config_file)
         s.config_file = config_file
         base = os.path.dirname(os.path.abspath(config_file))
 
         def rel(p: str) -> str:
             return p if os.path.isabs(p) else os.path.join(base, p)
 
-        top = yamlconf.expect_mapping(doc, (), doc.data, (
+        top = loader.expect_mapping(doc, (), doc.data, (
             "web", "storage", "budgets_file", "pricing_file", "governance_log", "ingest", "cardinality", "resources"))
-        web = yamlconf.expect_mapping(doc, ("web",), top.get("web"), ("listen_address", "config_file", "max_body_bytes"))
+        web = loader.expect_mapping(doc, ("web",), top.get("web"), ("listen_address", "config_file", "max_body_bytes"))
         if "listen_address" in web:
-            s.listen_address = yamlconf.expect_str(doc, ("web", "listen_address"), web["listen_address"])
+            s.listen_address = loader.expect_str(doc, ("web", "listen_address"), web["listen_address"])
             try:
                 parse_listen_address(s.listen_address)
             except ValueError as e:
                 raise doc.error(("web", "listen_address"), str(e)) from None
         if "config_file" in web:
-            s.web_config_file = rel(yamlconf.expect_str(doc, ("web", "config_file"), web["config_file"]))
+            s.web_config_file = rel(loader.expect_str(doc, ("web", "config_file"), web["config_file"]))
         if "max_body_bytes" in web:
-            s.max_body_bytes = int(yamlconf.expect_number(doc, ("web", "max_body_bytes"), web["max_body_bytes"], minimum=1024))
-        st = yamlconf.expect_mapping(doc, ("storage",), top.get("storage"), ("path", "snapshot_interval_seconds", "retention_days"))
+            s.max_body_bytes = int(loader.expect_number(doc, ("web", "max_body_bytes"), web["max_body_bytes"], minimum=1024))
+        st = loader.expect_mapping(doc, ("storage",), top.get("storage"), ("path", "snapshot_interval_seconds", "retention_days"))
         if "path" in st:
-            s.state_dir = rel(yamlconf.expect_str(doc, ("storage", "path"), st["path"]))
+            s.state_dir = rel(loader.expect_str(doc, ("storage", "path"), st["path"]))
         if "snapshot_interval_seconds" in st:
-            s.snapshot_interval_seconds = yamlconf.expect_number(
+            s.snapshot_interval_seconds = loader.expect_number(
                 doc, ("storage", "snapshot_interval_seconds"), st["snapshot_interval_seconds"], minimum=1, maximum=3600)
         if "retention_days" in st:
-            s.retention_days = yamlconf.expect_number(doc, ("storage", "retention_days"), st["retention_days"], minimum=1)
+            s.retention_days = loader.expect_number(doc, ("storage", "retention_days"), st["retention_days"], minimum=1)
         for key in ("budgets_file", "pricing_file"):
             if key in top:
-                setattr(s, key, rel(yamlconf.expect_str(doc, (key,), top[key])))
+                setattr(s, key, rel(loader.expect_str(doc, (key,), top[key])))
         if "governance_log" in top:
-            s.governance_log = yamlconf.expect_str(doc, ("governance_log",), top["governance_log"])
-        ing = yamlconf.expect_mapping(doc, ("ingest",), top.get("ingest"),
+            s.governance_log = loader.expect_str(doc, ("governance_log",), top["governance_log"])
+        ing = loader.expect_mapping(doc, ("ingest",), top.get("ingest"),
                                       ("bearer_tokens", "bearer_tokens_file", "max_events_per_request"))
         tokens: list[str] = []
         if "bearer_tokens" in ing:
@@ -135,16 +136,16 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
                 raise doc.error(("ingest", "bearer_tokens"), "must be a list of non-empty strings")
             tokens += v
         if "bearer_tokens_file" in ing:
-            path = rel(yamlconf.expect_str(doc, ("ingest", "bearer_tokens_file"), ing["bearer_tokens_file"]))
+            path = rel(loader.expect_str(doc, ("ingest", "bearer_tokens_file"), ing["bearer_tokens_file"]))
             tokens += _read_tokens(doc, ("ingest", "bearer_tokens_file"), path)
         s.bearer_tokens = tuple(tokens)
         if "max_events_per_request" in ing:
-            s.max_events_per_request = int(yamlconf.expect_number(
+            s.max_events_per_request = int(loader.expect_number(
                 doc, ("ingest", "max_events_per_request"), ing["max_events_per_request"], minimum=1))
-        card = yamlconf.expect_mapping(doc, ("cardinality",), top.get("cardinality"), ("max_values",))
-        mv = yamlconf.expect_mapping(doc, ("cardinality", "max_values"), card.get("max_values"), tuple(DEFAULT_LIMITS))
+        card = loader.expect_mapping(doc, ("cardinality",), top.get("cardinality"), ("max_values",))
+        mv = loader.expect_mapping(doc, ("cardinality", "max_values"), card.get("max_values"), tuple(DEFAULT_LIMITS))
         for label, n in mv.items():
-            s.cardinality[label] = int(yamlconf.expect_number(doc, ("cardinality", "max_values", label), n, minimum=1))
+            s.cardinality[label] = int(loader.expect_number(doc, ("cardinality", "max_values", label), n, minimum=1))
         resources_value = top.get("resources")
     s.resources = ResourcesConfig.from_yaml(doc or Doc(config_file, {}), ("resources",), resources_value)
 
