@@ -13,7 +13,7 @@ from costmeter.config.loader import ConfigError, ConfigErrors
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "pricing.yaml"
-PACKAGE_DATA = ROOT / "exporter" / "costmeter" / "data" / "pricing.yaml"
+PACKAGE_DATA = ROOT / "exporter" / "costmeter" / "pricing" / "data" / "pricing.yaml"
 
 
 def ts(s: str) -> float:
@@ -293,7 +293,7 @@ def test_every_shipped_model_has_input_and_output_rates():
 
 def test_config_and_package_data_are_identical():
     assert CONFIG.read_bytes() == PACKAGE_DATA.read_bytes(), \
-        "config/pricing.yaml and exporter/costmeter/data/pricing.yaml differ: copy one over the other"
+        "config/pricing.yaml and exporter/costmeter/pricing/data/pricing.yaml differ: copy one over the other"
     assert pricing.default_pricing_path().endswith("pricing.yaml")
     assert Path(pricing.default_pricing_path()).read_bytes() == CONFIG.read_bytes()
 

@@ -1,0 +1,279 @@
+"""The price table: lookups of a model's price by provider, name and time, and the cost of a call.
+
+See :mod:`costmeter.pricing` for how a name finds its price.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from costmeter.config.loader import ConfigError, ConfigErrors
+
+from costmeter.pricing.file import (_CACHE_LIMIT, _MISSING, _SUFFIX_RE, RATE_KEYS, _defaults, _Layer, _ModelSpec,
+                                    _parse, _read, default_pricing_path)
+
+__all__ = ["PricingTable", "ModelPrice", "RATE_KEYS", "default_pricing_path"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Rates in USD per million tokens for one model, as in force from ``effective_from``.
+
+    Fallbacks are already applied: ``cached_input`` and ``cache_write`` are
+    the input rate and ``reasoning`` is the output rate unless the table says
+    otherwise. ``long_context`` holds the rates that apply to a whole request
+    whose prompt (input + cached_input + cache_write) exceeds
+    ``long_context_above`` tokens.
+    """
+
+    provider: str
+    model: str
+    input: float
+    cached_input: float
+    cache_write: float
+    output: float
+    reasoning: float
+    batch_discount: float = 0.0
+    effective_from: float | None = None          # Unix seconds; None: since always
+    long_context_above: int | None = None
+    long_context: "ModelPrice | None" = None
+
+    def rates(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in RATE_KEYS}
+
+    def cost(self, input_tokens: int = 0, cached_input_tokens: int = 0, cache_write_tokens: int = 0,
+             output_tokens: int = 0, reasoning_tokens: int = 0, *, batch: bool = False) -> float:
+        p = self
+        above = p.long_context_above
+        if above is not None and input_tokens + cached_input_tokens + cache_write_tokens > above:
+            p = p.long_context  # type: ignore[assignment]
+        c = (input_tokens * p.input + cached_input_tokens * p.cached_input
+             + cache_write_tokens * p.cache_write + output_tokens * p.output
+             + reasoning_tokens * p.reasoning) * 1e-6
+        if batch:
+            c *= 1.0 - p.batch_discount
+        return c
+
+
+# ---- the table --------------------------------------------------------------
+
+class _Model:
+    """A model's price history, ready for lookups."""
+
+    __slots__ = ("name", "starts", "prices", "single")
+
+    def __init__(self, name: str, prices: list[ModelPrice]):
+        self.name = name
+        self.prices = sorted(prices, key=lambda p: -1e300 if p.effective_from is None else p.effective_from)
+        self.starts = [-1e300 if p.effective_from is None else p.effective_from for p in self.prices]
+        self.single = self.prices[0] if len(self.prices) == 1 and self.prices[0].effective_from is None else None
+
+    def at(self, ts: float) -> ModelPrice | None:
+        i = bisect.bisect_right(self.starts, ts) - 1
+        return self.prices[i] if i >= 0 else None
+
+
+def _build_price(provider: str, model: str, ts: float | None, rates: dict[str, float],
+                 tier: dict[str, float] | None, batch_discount: float) -> ModelPrice:
+    def fill(r: dict[str, float], base: dict[str, float] | None) -> dict[str, float]:
+        if base is not None:           # a tier inherits the base rates it does not set
+            r = {**base, **{k: v for k, v in r.items() if k in RATE_KEYS}}
+            return r
+        inp, out = r["input"], r["output"]
+        return {"input": inp, "cached_input": r.get("cached_input", inp), "cache_write": r.get("cache_write", inp),
+                "output": out, "reasoning": r.get("reasoning", out)}
+
+    base = fill(rates, None)
+    long_price, above = None, None
+    if tier is not None:
+        above = int(tier["above"])
+        t = dict(tier)
+        # Unset tier reasoning follows the tier's output rate; unset cache rates follow the tier's input.
+        if "output" in t and "reasoning" not in t and "reasoning" not in rates:
+            t["reasoning"] = t["output"]
+        if "input" in t:
+            for k in ("cached_input", "cache_write"):
+                if k not in t and k not in rates:
+                    t[k] = t["input"]
+        long_price = ModelPrice(provider, model, effective_from=ts, batch_discount=batch_discount, **fill(t, base))
+    return ModelPrice(provider, model, effective_from=ts, batch_discount=batch_discount,
+                      long_context_above=above, long_context=long_price, **base)
+
+
+class PricingTable:
+    """Prices by (provider, model); see the module docstring for the file format."""
+
+    def __init__(self, layers: list[_Layer] | None = None):
+        self._models: dict[str, dict[str, _Model]] = {}
+        self._names: dict[str, dict[str, str]] = {}          # provider -> lower name/alias -> model
+        self._patterns: dict[str, list[tuple[re.Pattern, int, int, int, str]]] = {}
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._build(layers or [])
+
+    # -- construction --
+    @classmethod
+    def load(cls, path: str | None = None) -> "PricingTable":
+        """The built-in table, with the user's file at ``path`` (if any) on top."""
+        if path is None:
+            return cls([_defaults()])
+        user = _parse(_read(None, path))
+        return cls([_defaults(), user] if user.include_defaults else [user])
+
+    @classmethod
+    def loads(cls, text: str, file: str = "<string>") -> "PricingTable":
+        """A table from YAML text, on top of the built-in one unless it says include_defaults: false."""
+        user = _parse(_read(text, file))
+        return cls([_defaults(), user] if user.include_defaults else [user])
+
+    def _build(self, layers: list[_Layer]) -> None:
+        merged: dict[str, dict[str, tuple[int, _ModelSpec]]] = {}
+        provider_bd: dict[str, float] = {}
+        for li, layer in enumerate(layers):
+            for pname, pspec in layer.providers.items():
+                if pspec.batch_discount is not None:
+                    provider_bd[pname] = pspec.batch_discount
+                models = merged.setdefault(pname, {})
+                for mname, ms in pspec.models.items():
+                    models[mname] = (li, ms)          # a later layer replaces the whole model
+        errors: list[ConfigError] = []
+        for pname, models in merged.items():
+            names: dict[str, str] = {m: m for m in models}
+            pats: list[tuple[re.Pattern, int, int, int, str]] = []
+            built: dict[str, _Model] = {}
+            alias_defs: list[tuple[int, str, str, _ModelSpec, int | None]] = []
+            for order, (mname, (li, ms)) in enumerate(models.items()):
+                bd = ms.batch_discount if ms.batch_discount is not None else provider_bd.get(pname, 0.0)
+                built[mname] = _Model(mname, [_build_price(pname, mname, ts, rates, tier, bd)
+                                              for ts, rates, tier in ms.entries])
+                alias_defs.extend((li, alias, mname, ms, line) for alias, line in ms.aliases)
+                pats.extend((rx, lit, li, order, mname) for rx, lit, _src in ms.patterns)
+            alias_defs.sort(key=lambda a: a[0])          # stable: a later file wins an alias clash
+            for li, alias, mname, ms, line in alias_defs:
+                if alias in models and alias != mname:
+                    if models[alias][0] > li:            # a newer file defines it as a model: the model wins
+                        continue
+                    errors.append(ConfigError(ms.file, line, f"providers.{pname}.models.{mname}.aliases",
+                                              f"alias {alias!r} is the name of another model"))
+                    continue
+                names[alias] = mname
+            pats.sort(key=lambda p: (-p[1], -p[2], p[3]))   # most literal characters, then newest file
+            self._models[pname] = built
+            self._names[pname] = names
+            self._patterns[pname] = pats
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ConfigErrors(errors)
+
+    # -- lookups --
+    def _lookup(self, provider: str, model: str) -> Any:
+        p = provider.strip().lower()
+        found = _MISSING
+        models = self._models.get(p)
+        if models is not None and model:
+            name = self._resolve(p, model)
+            if name is not None:
+                found = models[name]
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[(provider, model)] = found
+        return found
+
+    def _resolve(self, p: str, model: str) -> str | None:
+        names = self._names[p]
+        m = model.strip().lower()
+        for prefix in ("models/", p + "/"):
+            if m.startswith(prefix) and len(m) > len(prefix):
+                m = m[len(prefix):]
+        candidates = [m]
+        c = m
+        for _ in range(3):
+            c2 = _SUFFIX_RE.sub("", c)
+            if c2 == c or not c2:
+                break
+            candidates.append(c2)
+            c = c2
+        for c in candidates:
+            hit = names.get(c)
+            if hit is not None:
+                return hit
+        for rx, _lit, _layer, _order, mname in self._patterns[p]:   # most literal characters first
+            for c in candidates:
+                if rx.fullmatch(c):
+                    return mname
+        return None
+
+    def resolve(self, provider: str, model: str) -> str | None:
+        """The canonical model name that prices ``model``, or None."""
+        e = self._cache.get((provider, model))
+        if e is None:
+            e = self._lookup(provider, model)
+        return None if e is _MISSING else e.name
+
+    def price(self, provider: str, model: str, at: float | None = None) -> ModelPrice | None:
+        """Rates in force at ``at`` (Unix seconds; None: now), or None when there is no price."""
+        e = self._cache.get((provider, model))
+        if e is None:
+            e = self._lookup(provider, model)
+        if e is _MISSING:
+            return None
+        return e.single or e.at(time.time() if at is None else at)
+
+    def cost(self, provider: str, model: str, input_tokens: int = 0, cached_input_tokens: int = 0,
+             cache_write_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0, *,
+             at: float | None = None, batch: bool = False) -> float | None:
+        """USD for one request, or None when the model has no price (never a silent $0).
+
+        Token counts are disjoint, as in events.UsageEvent. A prompt (input +
+        cached_input + cache_write) over the model's long-context threshold is
+        priced entirely at the long-context rates; ``batch`` applies the batch
+        discount.
+        """
+        e = self._cache.get((provider, model))
+        if e is None:
+            e = self._lookup(provider, model)
+        if e is _MISSING:
+            return None
+        p = e.single
+        if p is None:
+            p = e.at(time.time() if at is None else at)
+            if p is None:
+                return None
+        return p.cost(input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+                      batch=batch)
+
+    def max_cost(self, provider: str, model: str, input_tokens: int, max_output_tokens: int, *,
+                 at: float | None = None) -> float | None:
+        """An upper bound on a request's cost before it is made, for budget reservations.
+
+        ``input_tokens`` is the whole prompt; it is priced at the dearest input
+        rate (a cache write costs more than plain input) and the output at the
+        dearer of output and reasoning, in the long-context tier when the
+        prompt is over its threshold. No batch discount.
+        """
+        p = self.price(provider, model, at)
+        if p is None:
+            return None
+        if p.long_context_above is not None and input_tokens > p.long_context_above:
+            p = p.long_context  # type: ignore[assignment]
+        return (input_tokens * max(p.input, p.cached_input, p.cache_write)
+                + max_output_tokens * max(p.output, p.reasoning)) * 1e-6
+
+    def models(self) -> list[tuple[str, str, ModelPrice]]:
+        """(provider, model, price in force now) for every priced model, sorted."""
+        now = time.time()
+        out = []
+        for pname in sorted(self._models):
+            for mname in sorted(self._models[pname]):
+                m = self._models[pname][mname]
+                p = m.single or m.at(now)
+                if p is not None:
+                    out.append((pname, mname, p))
+        return out
+
+    def aliases(self, provider: str) -> dict[str, str]:
+        """Every explicit name and alias of a provider, mapped to its model (for docs and `costmeter check`)."""
+        return dict(self._names.get(provider.lower(), {}))
