@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from costmeter import pricing
+from costmeter.pricing import table as pricing
 from costmeter.pricing import ModelPrice, PricingTable
 from costmeter.config.loader import ConfigError, ConfigErrors
 

@@ -25,12 +25,6 @@ _MODEL_META_KEYS = ("prices", "aliases", "patterns", "regex", "batch_discount")
 _ENTRY_KEYS = RATE_KEYS + ("effective_from", "long_context")
 _TIER_KEYS = RATE_KEYS + ("above",)
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-# Suffixes that name a snapshot of a model family: -2024-07-18, -20241022,
-# @20240620 (Vertex), -0613, -05-20, -latest, -v2:0 (Bedrock). Stripped one at
-# a time, the name looked up after each.
-_SUFFIX_RE = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{2}-\d{2})|-latest|-v\d+(?::\d+)?)$")
-_CACHE_LIMIT = 10_000
-_MISSING: Any = object()
 
 
 def default_pricing_path() -> str:

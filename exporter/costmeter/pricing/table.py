@@ -12,10 +12,16 @@ from typing import Any
 
 from costmeter.config.loader import ConfigError, ConfigErrors
 
-from costmeter.pricing.file import (_CACHE_LIMIT, _MISSING, _SUFFIX_RE, RATE_KEYS, _defaults, _Layer, _ModelSpec,
-                                    _parse, _read, default_pricing_path)
+from costmeter.pricing.file import RATE_KEYS, _defaults, _Layer, _ModelSpec, _parse, _read, default_pricing_path
 
 __all__ = ["PricingTable", "ModelPrice", "RATE_KEYS", "default_pricing_path"]
+
+# Suffixes that name a snapshot of a model family: -2024-07-18, -20241022,
+# @20240620 (Vertex), -0613, -05-20, -latest, -v2:0 (Bedrock). Stripped one at
+# a time, the name looked up after each.
+_SUFFIX_RE = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{2}-\d{2})|-latest|-v\d+(?::\d+)?)$")
+_CACHE_LIMIT = 10_000
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
