@@ -4,7 +4,8 @@ from __future__ import annotations
 import time
 import timeit
 
-from costmeter.budgets import BudgetBook, loads_budgets
+from costmeter.budgets.book import BudgetBook
+from costmeter.budgets.config import loads_budgets
 
 text = "global: {daily: 100, monthly: 1000}\ntenant_defaults: {daily: 5, monthly: 50}\nbudgets:\n" + "".join(
     f"  - {{name: b{i}, selector: {{provider: p{i % 5}, tenant: t{i % 3}}}, period: daily, limit_usd: 10}}\n"

@@ -34,7 +34,7 @@ CASES = [
                  "2026-12-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00",
                  "2027-01-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00", id="year-end-monthly"),
     pytest.param("2026-12-31T23:00:00+00:00",
-                 "budgets: [{name: y, period: annual, limit: 1000}]\n", "annual",
+                 "budgets: [{name: y, period: annual, limit_usd: 1000}]\n", "annual",
                  "2026-01-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00",
                  "2027-01-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00", id="year-end-annual"),
     pytest.param("2028-02-29T12:00:00+00:00", "global: {daily: 10, monthly: 100}\n", "daily",
@@ -50,7 +50,7 @@ CASES = [
                  "2027-11-07T00:00:00-04:00", "2027-11-08T00:00:00-05:00",
                  "2027-11-08T05:00:00+00:00", "2027-11-08T00:00:00-05:00", id="dst-fall-back-25h"),
     pytest.param("2030-06-30T23:59:59+00:00",
-                 "budgets: [{name: q, period: quarterly, limit: 500}]\n", "quarterly",
+                 "budgets: [{name: q, period: quarterly, limit_usd: 500}]\n", "quarterly",
                  "2030-04-01T00:00:00+00:00", "2030-07-01T00:00:00+00:00",
                  "2030-07-01T00:00:00+00:00", "2030-07-01T00:00:00+00:00", id="quarter-end-2030"),
 ]

@@ -12,9 +12,10 @@ from datetime import datetime
 import pytest
 from freezegun import freeze_time
 
-from costmeter import governance
-from costmeter.budgets import BudgetBook, BudgetStatus, Thresholds, load_budgets, loads_budgets
-from costmeter.governance import GovernanceLog
+from costmeter.budgets import governance
+from costmeter.budgets.book import BudgetBook, BudgetStatus
+from costmeter.budgets.config import Thresholds, load_budgets, loads_budgets
+from costmeter.budgets.governance import GovernanceLog
 from costmeter.config.loader import ConfigError, ConfigErrors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

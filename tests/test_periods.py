@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from freezegun import freeze_time
 
-from costmeter.periods import period_bounds
+from costmeter.budgets.periods import period_bounds
 
 UTC = ZoneInfo("UTC")
 NY = ZoneInfo("America/New_York")
@@ -189,5 +189,5 @@ def test_every_instant_of_a_dst_year_lies_in_its_period():
 def test_module_examples():
     import doctest
 
-    from costmeter import periods
+    from costmeter.budgets import periods
     assert doctest.testmod(periods).failed == 0

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
 
 from costmeter import __version__
-from costmeter.budgets import BudgetBook, load_budgets
+from costmeter.budgets.book import BudgetBook
+from costmeter.budgets.config import load_budgets
 from costmeter.cardinality import CardinalityGuard
 from costmeter.events import EventError, parse_event
 from costmeter.exposition import gauge_family
-from costmeter.governance import GovernanceLog
+from costmeter.budgets.governance import GovernanceLog
 from costmeter.ingest import Invalid
 from costmeter.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
                      Ledger)

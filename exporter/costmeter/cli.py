@@ -95,7 +95,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from costmeter.budgets import load_budgets
+    from costmeter.budgets.config import load_budgets
     from costmeter.pricing import PricingTable
     from costmeter.config.settings import load_settings
 

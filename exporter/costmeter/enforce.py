@@ -16,7 +16,7 @@ however many callers race one budget, spend can overshoot the limit only by
 what real costs exceed their reservations; with reservations that are upper
 bounds it does not overshoot at all.
 
-Budget state comes from the in-process :class:`~costmeter.budgets.BudgetBook`
+Budget state comes from the in-process :class:`~costmeter.budgets.book.BudgetBook`
 (embedded mode, or direct mode with ``budgets_file``) or from the exporter's
 ``GET /v1/budgets`` (shipped mode), cached ``budget_cache_seconds``. When the
 exporter cannot be asked, the call is allowed and the failure logged (fail

@@ -195,7 +195,8 @@ class CostTracker:
             else:
                 book = None
                 if budgets_file:
-                    from costmeter.budgets import BudgetBook, load_budgets
+                    from costmeter.budgets.book import BudgetBook
+                    from costmeter.budgets.config import load_budgets
                     book = self._local_book = BudgetBook(load_budgets(budgets_file))
                 self.enforcer = Enforcer(BookSource(book) if book is not None else None, fail_closed=fail_closed)
                 self.mode = "direct"
