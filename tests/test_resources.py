@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from costmeter.config import loader
-from costmeter.resources import (DEFAULT_CPU_CORE_HOUR_USD, DEFAULT_MEMORY_GIB_HOUR_USD, ProcessTarget,
+from costmeter.collectors.resources import (DEFAULT_CPU_CORE_HOUR_USD, DEFAULT_MEMORY_GIB_HOUR_USD, ProcessTarget,
                                  ResourcesConfig, ResourceSampler)
 from costmeter.config.loader import ConfigError, ConfigErrors
 

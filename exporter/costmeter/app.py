@@ -25,7 +25,7 @@ from costmeter.ingest import Invalid
 from costmeter.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
                      Ledger)
 from costmeter.pricing import PricingTable
-from costmeter.resources import ResourceSampler
+from costmeter.collectors.resources import ResourceSampler
 from costmeter.config.settings import Settings, load_settings
 from costmeter.store import Store
 
