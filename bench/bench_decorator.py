@@ -34,7 +34,7 @@ from openai.types.chat import ChatCompletion  # noqa: E402
 from prometheus_client import CollectorRegistry, Counter, Histogram  # noqa: E402
 
 from costmeter import cost_tracker, track_cost  # noqa: E402
-from costmeter.store import COST_BUCKETS, DURATION_BUCKETS  # noqa: E402
+from costmeter.server.store import COST_BUCKETS, DURATION_BUCKETS  # noqa: E402
 
 RESPONSE = ChatCompletion.model_validate({
     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",

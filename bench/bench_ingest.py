@@ -41,7 +41,7 @@ def batches(n_events: int, size: int) -> list[bytes]:
 
 def ledger_baseline(bodies: list[bytes]) -> float:
     """Events/s of Ledger.append alone on the same events: the durable-storage ceiling."""
-    from costmeter.ledger import Ledger
+    from costmeter.server.ledger import Ledger
     from costmeter.pricing import PricingTable
     from costmeter.events import parse_event
     price, now = PricingTable.load().cost, time.time()

@@ -30,7 +30,7 @@ import sys, psutil
 sys.path.insert(0, sys.argv[1])
 from series import events_for
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from costmeter.store import COST_BUCKETS
+from costmeter.server.store import COST_BUCKETS
 reg = CollectorRegistry()
 pmt = ("provider", "model", "tenant")
 calls = Counter("cost_provider_api_calls", "", pmt, registry=reg)

@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     from prometheus_client import generate_latest
 
-    from costmeter.app import Exporter
+    from costmeter.server.exporter import Exporter
     from costmeter.config.settings import load_settings
 
     with tempfile.TemporaryDirectory() as d:

@@ -1,10 +1,10 @@
 """Unit tests: the SQLite ledger, the metric store and their snapshot/replay round trip."""
 from __future__ import annotations
 
-from costmeter.cardinality import OVERFLOW, CardinalityGuard
-from costmeter.ingest import BodyError, Invalid, decode
-from costmeter.ledger import Ledger
-from costmeter.store import Store
+from costmeter.server.cardinality import OVERFLOW, CardinalityGuard
+from costmeter.server.decode import BodyError, Invalid, decode
+from costmeter.server.ledger import Ledger
+from costmeter.server.store import Store
 from exporter_support import parse_metrics, sample
 
 import pytest

@@ -16,8 +16,8 @@ import bcrypt
 import pytest
 import requests
 
-from costmeter import webconfig
-from costmeter.webconfig import WebConfig, load_web_config
+from costmeter.server import webconfig
+from costmeter.server.webconfig import WebConfig, load_web_config
 from costmeter.config.loader import ConfigError, ConfigErrors
 
 

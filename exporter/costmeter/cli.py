@@ -64,8 +64,8 @@ def _print_errors(e: Exception) -> None:
 
 
 def cmd_serve(args) -> int:
-    from costmeter.app import Exporter
-    from costmeter.ledger import LedgerError
+    from costmeter.server.exporter import Exporter
+    from costmeter.server.ledger import LedgerError
     from costmeter.config.settings import load_settings
 
     try:
@@ -132,7 +132,7 @@ def cmd_check(args) -> int:
     attempt(_shown(budgets) or "budgets from the environment", lambda: load_budgets(budgets))
     attempt(_shown(pricing) or "built-in pricing table", lambda: PricingTable.load(pricing))
     if web:
-        from costmeter.webconfig import load_web_config
+        from costmeter.server.webconfig import load_web_config
         attempt(_shown(web), lambda: load_web_config(web))
     external_failed = False
     if not any((args.config_file, args.budgets_file, args.pricing_file, args.web_config_file)):

@@ -42,7 +42,7 @@ import weakref
 from typing import Any
 
 from costmeter.events import DEFAULT_ENDPOINT, DEFAULT_MODEL, DEFAULT_TENANT, TOKEN_TYPES
-from costmeter.store import COST_BUCKETS, DURATION_BUCKETS
+from costmeter.server.store import COST_BUCKETS, DURATION_BUCKETS
 
 log = logging.getLogger("costmeter")
 
@@ -211,7 +211,7 @@ class CostTracker:
               spool_dir: str | None = None, fail_closed: bool = False):
         """Start the exporter in this process and send every call to it (single-process apps).
         Returns the Exporter (``.url`` is where Prometheus scrapes it when listening)."""
-        from costmeter.app import Exporter
+        from costmeter.server.exporter import Exporter
         from costmeter.enforce import BookSource, Enforcer
         from costmeter.shipper import ExporterSink, Shipper
         with self._lock:

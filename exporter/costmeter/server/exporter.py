@@ -1,6 +1,6 @@
 """The exporter: ledger, metric store, budgets and resources wired together.
 
-:class:`Exporter` knows nothing about HTTP (see ``http.py``); it loads and
+:class:`Exporter` does no routing (``http.py`` does, knowing it only as a protocol); it loads and
 validates every config file in its constructor (so a bad config never
 starts half a service), restores state in :meth:`start`, and turns decoded
 events into durable ledger rows in :meth:`ingest`.
@@ -17,17 +17,18 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from costmeter import __version__
 from costmeter.budgets.book import BudgetBook
 from costmeter.budgets.config import load_budgets
-from costmeter.cardinality import CardinalityGuard
+from costmeter.server.cardinality import CardinalityGuard
 from costmeter.events import EventError, parse_event
-from costmeter.exposition import gauge_family
+from costmeter.server.exposition import gauge_family
 from costmeter.budgets.governance import GovernanceLog
-from costmeter.ingest import Invalid
-from costmeter.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
+from costmeter.server.decode import Invalid
+from costmeter.server.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
                      Ledger)
 from costmeter.pricing import PricingTable
 from costmeter.collectors.resources import ResourceSampler
 from costmeter.config.settings import Settings, load_settings
-from costmeter.store import Store
+from costmeter.server.http import serve
+from costmeter.server.store import Store
 
 log = logging.getLogger("costmeter")
 
@@ -63,7 +64,7 @@ class Exporter:
         self.budget_config = load_budgets(s.budgets_file)
         self.web = None
         if s.web_config_file:
-            from costmeter.webconfig import load_web_config
+            from costmeter.server.webconfig import load_web_config
             self.web = load_web_config(s.web_config_file)
         self.ledger: Ledger | None = None
         self.store = Store(CardinalityGuard(s.cardinality))
@@ -86,7 +87,6 @@ class Exporter:
     # ---- life cycle -----------------------------------------------------------
     def start(self, serve_http: bool = True) -> "Exporter":
         if serve_http:          # bind first: a port in use fails before any state is touched
-            from costmeter.http import serve
             self.http = serve(self)
         try:
             self._restore()
@@ -172,7 +172,7 @@ class Exporter:
             budget_config = load_budgets(s.budgets_file)
             web = None
             if s.web_config_file:
-                from costmeter.webconfig import load_web_config
+                from costmeter.server.webconfig import load_web_config
                 web = load_web_config(s.web_config_file)
         except Exception:
             self.reload_ok = False

@@ -19,10 +19,10 @@ Sample of what it renders::
 from __future__ import annotations
 
 from bisect import bisect_left
-from costmeter.cardinality import OVERFLOW, CardinalityGuard
+from costmeter.server.cardinality import OVERFLOW, CardinalityGuard
 from costmeter.events import TOKEN_TYPES
-from costmeter.exposition import fmt, header, label_str
-from costmeter.ledger import ROW_CACHE_HIT, ROW_COST, ROW_DURATION, ROW_ERROR, ROW_SAVED
+from costmeter.server.exposition import fmt, header, label_str
+from costmeter.server.ledger import ROW_CACHE_HIT, ROW_COST, ROW_DURATION, ROW_ERROR, ROW_SAVED
 
 # USD per request: from a cached embedding (~$1e-6) to a long reasoning call (~$10).
 COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -1,4 +1,6 @@
-"""HTTP routing for the exporter. It only routes: the work is in app.Exporter.
+"""HTTP routing for the exporter. It only routes: the work is in :class:`~costmeter.server.exporter.Exporter`,
+which this module knows only through the :class:`App` protocol (so the exporter imports
+the HTTP module, never the other way round).
 
     GET  /                     landing page: links and a table of budgets
     GET  /metrics              Prometheus text exposition (gzip if accepted)
@@ -21,21 +23,36 @@ import json
 import logging
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from costmeter.app import Exporter
-from costmeter.exposition import CONTENT_TYPE
-from costmeter.ingest import BodyError, decode
+from costmeter.server.exposition import CONTENT_TYPE
+from costmeter.server.decode import BodyError, decode
 from costmeter.config.settings import parse_listen_address
 from costmeter.config.loader import ConfigError, ConfigErrors
 
-log = logging.getLogger("costmeter.http")
+log = logging.getLogger("costmeter.server.http")
+
+
+class App(Protocol):
+    """What the HTTP layer needs from the exporter."""
+    settings: Any          # costmeter.config.settings.Settings
+    web: Any               # costmeter.server.webconfig.WebConfig | None
+    budgets: Any           # costmeter.budgets.book.BudgetBook
+    ready: bool
+    url: str | None
+    http: Any
+
+    def render_metrics(self) -> bytes: ...
+    def ingest(self, objs: list) -> Any: ...
+    def count_rejected(self, reason: str, n: int = 1) -> None: ...
+    def reload(self) -> None: ...
 
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
-    exporter: Exporter
+    exporter: App
     ssl_context = None
 
     def finish_request(self, request, client_address):
@@ -218,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
         return self._json(200, body)
 
 
-def serve(exporter: Exporter) -> Server:
+def serve(exporter: App) -> Server:
     host, port = parse_listen_address(exporter.settings.listen_address)
     Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
     srv = Server((host, port), Handler)
@@ -229,7 +246,7 @@ def serve(exporter: Exporter) -> Server:
     return srv
 
 
-def landing_page(exp: Exporter) -> str:
+def landing_page(exp: App) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(b.name)}</td><td>{b.period}</td><td>${b.spend_usd:,.2f}</td>"
         f"<td>${b.limit_usd:,.2f}</td><td>{b.utilization_ratio:.0%}</td><td class={b.status}>{b.status}</td></tr>"
