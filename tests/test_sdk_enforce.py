@@ -157,7 +157,7 @@ def test_should_deny_and_throttle_count_in_flight_and_spend(tmp_path, caplog):
         assert reg.get_sample_value("costmeter_sdk_throttled_calls_total", {"tenant": "t"}) is None
         throttled, reason = should_throttle("t")          # 14 * 0.0006 = 0.0084: 84 %
         assert throttled and "84.0%" in reason and "tenant:t" in reason
-        with caplog.at_level(logging.WARNING, logger="costmeter.enforce"):
+        with caplog.at_level(logging.WARNING, logger="costmeter.sdk.enforcement"):
             ask()                                         # throttled: logged and counted, still allowed
         assert any("throttle" in r.message for r in caplog.records)
         assert reg.get_sample_value("costmeter_sdk_throttled_calls_total", {"tenant": "t"}) == 1
@@ -186,7 +186,7 @@ def test_shipped_mode_fails_open_by_default_and_closed_when_asked(tmp_path, capl
             called.append(2)
             return _response()
 
-        with caplog.at_level(logging.WARNING, logger="costmeter.enforce"):
+        with caplog.at_level(logging.WARNING, logger="costmeter.sdk.enforcement"):
             ask()
             assert should_deny("x") == (False, "")
         assert called == [1]

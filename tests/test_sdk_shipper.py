@@ -94,7 +94,7 @@ def test_spool_full_and_queue_full_are_counted_and_logged(tmp_path, caplog):
         def ask():
             return {"model": "gpt-4o-mini", "usage": USAGE}
 
-        with caplog.at_level(logging.ERROR, logger="costmeter.shipper"):
+        with caplog.at_level(logging.ERROR, logger="costmeter.sdk.shipper"):
             for _ in range(45):
                 ask()                                   # 30 fit in the queue, 15 are dropped
             assert cost_tracker.shipper.stats["dropped"] == 15

@@ -5,7 +5,7 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
 from anthropic.types import Usage as AnthropicUsage
 
-from costmeter.usage import StreamUsage, extract, tokens_from_usage
+from costmeter.sdk.usage import StreamUsage, extract, tokens_from_usage
 
 
 def test_openai_chat_dict_input_includes_cached_and_output_includes_reasoning():

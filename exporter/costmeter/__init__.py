@@ -16,11 +16,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from costmeter.context import current_endpoint, current_tenant, request_context, set_endpoint, set_tenant
-from costmeter.enforce import BudgetExceededError
-from costmeter.track import TrackedBlock, mark_cache_hit, mark_cache_miss, track_cost
-from costmeter.tracker import CostTracker, cost_tracker
-from costmeter.usage import StreamUsage, extract as extract_usage, tokens_from_usage
+from costmeter.sdk.context import current_endpoint, current_tenant, request_context, set_endpoint, set_tenant
+from costmeter.sdk.enforcement import BudgetExceededError
+from costmeter.sdk.decorator import TrackedBlock, mark_cache_hit, mark_cache_miss, track_cost
+from costmeter.sdk.recorder import CostTracker, cost_tracker
+from costmeter.sdk.usage import StreamUsage, extract as extract_usage, tokens_from_usage
 
 
 def configure(**kwargs) -> CostTracker:

@@ -5,9 +5,9 @@
         return client.chat.completions.create(model="gpt-4o-mini", messages=[...], max_tokens=200)
 
 Per call: tenant and endpoint come from the argument (a string, or a callable
-given the call's own arguments), else from :mod:`costmeter.context`, else
+given the call's own arguments), else from :mod:`costmeter.sdk.context`, else
 ``default`` / ``unknown``. The function's result is read for usage and model
-(:mod:`costmeter.usage`); the provider is the argument or, if absent, the
+(:mod:`costmeter.sdk.usage`); the provider is the argument or, if absent, the
 package the response type comes from. Exceptions propagate unchanged and are
 recorded as errors. A result that is an iterator or async iterator (OpenAI
 ``Stream``/``AsyncStream``, Anthropic streams, generators) is returned
@@ -16,7 +16,7 @@ through ``with``, fails, or is garbage collected unfinished.
 
 ``enforce=True`` reserves the call's estimated maximum cost before the
 function runs and raises :class:`BudgetExceededError` instead of calling it
-when a budget would be exceeded (see :mod:`costmeter.enforce`).
+when a budget would be exceeded (see :mod:`costmeter.sdk.enforcement`).
 
 Context-manager form, for code that is not one function::
 
@@ -36,11 +36,11 @@ import time
 from contextvars import ContextVar
 from typing import Any, Callable
 
-from costmeter.context import current_endpoint, current_tenant
-from costmeter.enforce import BudgetExceededError, estimate_prompt_tokens, max_output_tokens
+from costmeter.sdk.context import current_endpoint, current_tenant
+from costmeter.sdk.enforcement import BudgetExceededError, estimate_prompt_tokens, max_output_tokens
 from costmeter.events import DEFAULT_ENDPOINT, DEFAULT_MODEL, DEFAULT_TENANT
-from costmeter.tracker import cost_tracker
-from costmeter.usage import StreamUsage, extract
+from costmeter.sdk.recorder import cost_tracker
+from costmeter.sdk.usage import StreamUsage, extract
 
 log = logging.getLogger("costmeter")
 _perf = time.perf_counter

@@ -46,7 +46,7 @@ from typing import Callable
 
 from costmeter.events import TOKEN_FIELDS
 
-log = logging.getLogger("costmeter.shipper")
+log = logging.getLogger("costmeter.sdk.shipper")
 
 OK, RETRY, SPLIT, DROP = "ok", "retry", "split", "drop"
 

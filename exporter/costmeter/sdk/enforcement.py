@@ -36,7 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import quote
 
-log = logging.getLogger("costmeter.enforce")
+log = logging.getLogger("costmeter.sdk.enforcement")
 
 _EPS = 1e-12
 _DECISION_LOG_INTERVAL = 60.0

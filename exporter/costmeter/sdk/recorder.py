@@ -8,7 +8,7 @@ call ends. Per call it prices the tokens with the :class:`PricingTable`
   set): updates the metrics of SPEC.md in the app's own prometheus_client
   registry, also under multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``);
 * shipped (``configure(url=...)`` or ``COSTMETER_URL``): queues an event for
-  the background shipper (:mod:`costmeter.shipper`), which batches, sends,
+  the background shipper (:mod:`costmeter.sdk.shipper`), which batches, sends,
   spools and replays; the call never waits on the network;
 * embedded (``embed(...)``): the same shipper, whose sink is the in-process
   exporter's ``ingest``.
@@ -155,8 +155,8 @@ class CostTracker:
         self._metrics_by_registry: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._series: dict[tuple, _Series] = {}
         self._pricing = None
-        self.shipper = None            # costmeter.shipper.Shipper
-        self.enforcer = None           # costmeter.enforce.Enforcer
+        self.shipper = None            # costmeter.sdk.shipper.Shipper
+        self.enforcer = None           # costmeter.sdk.enforcement.Enforcer
         self.exporter = None           # the embedded Exporter, if any
         self.mode = "unconfigured"
         self._local_book = None        # a BudgetBook the SDK feeds itself (direct mode with budgets)
@@ -173,7 +173,7 @@ class CostTracker:
         ``registry`` (default: prometheus_client's REGISTRY). With a ``url``: shipped mode; app-registry
         metrics only if ``registry`` is given. ``budgets_file`` in direct mode enforces budgets locally
         (single process). Calling it again replaces the previous configuration (after a flush)."""
-        from costmeter.enforce import BookSource, Enforcer, RemoteSource
+        from costmeter.sdk.enforcement import BookSource, Enforcer, RemoteSource
         from costmeter.pricing import PricingTable
         url = url or os.environ.get("COSTMETER_URL") or None
         token = token or os.environ.get("COSTMETER_TOKEN") or None
@@ -184,7 +184,7 @@ class CostTracker:
                 registry = None if url else _default_registry()
             self._set_registry(registry)
             if url:
-                from costmeter.shipper import HttpSink, Shipper
+                from costmeter.sdk.shipper import HttpSink, Shipper
                 self.shipper = Shipper(HttpSink(url, token=token, timeout=timeout), spool_dir=spool_dir,
                                        batch_size=batch_size, queue_size=queue_size, flush_interval=flush_interval,
                                        spool_max_bytes=spool_max_bytes, on_drop=self._count_drop)
@@ -212,8 +212,8 @@ class CostTracker:
         """Start the exporter in this process and send every call to it (single-process apps).
         Returns the Exporter (``.url`` is where Prometheus scrapes it when listening)."""
         from costmeter.server.exporter import Exporter
-        from costmeter.enforce import BookSource, Enforcer
-        from costmeter.shipper import ExporterSink, Shipper
+        from costmeter.sdk.enforcement import BookSource, Enforcer
+        from costmeter.sdk.shipper import ExporterSink, Shipper
         with self._lock:
             self._teardown()
             ex = Exporter.embedded(state_dir=state_dir, listen_address=listen_address, budgets_file=budgets_file,
@@ -431,8 +431,8 @@ class CostTracker:
         price of the cached ``response``'s usage (or of ``tokens``) at today's rates.
         A miss is recorded only as a lookup; the provider call that follows is tracked as usual.
         Returns the saved USD (0.0 for a miss or an unpriced model)."""
-        from costmeter.context import current_endpoint, current_tenant
-        from costmeter.usage import extract
+        from costmeter.sdk.context import current_endpoint, current_tenant
+        from costmeter.sdk.usage import extract
         tenant = tenant or current_tenant.get() or DEFAULT_TENANT
         endpoint = endpoint or current_endpoint.get() or DEFAULT_ENDPOINT
         saved = 0.0
