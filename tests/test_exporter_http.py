@@ -313,7 +313,8 @@ def test_bad_exporter_yaml_key(tmp_path):
 
 def test_check_accepts_the_shipped_config_directory():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run(costmeter_cmd() + ["check"], capture_output=True, text=True, timeout=60, cwd=repo)
+    res = subprocess.run(costmeter_cmd() + ["check", "--config.file=config/exporter.yaml"],
+                         capture_output=True, text=True, timeout=60, cwd=repo)
     assert res.returncode == 0, res.stderr
     checked = res.stdout.splitlines()
     assert "ok: config/exporter.yaml" in checked

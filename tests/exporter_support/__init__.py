@@ -27,9 +27,9 @@ class ExporterProcess:
     """A `costmeter serve` child process. Use as a context manager."""
 
     def __init__(self, state_dir: str, *args: str, port: int | None = None, env: dict | None = None,
-                 scheme: str = "http", storage_flag: bool = True, verify=True):
+                 scheme: str = "http", storage_flag: bool = True, verify=True, cwd: str | None = None):
         self.state_dir, self.args, self.storage_flag = state_dir, list(args), storage_flag
-        self.verify = verify
+        self.verify, self.cwd = verify, cwd
         self.port = port or free_port()
         self.env = dict(os.environ, **(env or {}))
         self.url = f"{scheme}://127.0.0.1:{self.port}"
@@ -42,7 +42,7 @@ class ExporterProcess:
         self.proc = subprocess.Popen(
             costmeter_cmd() + ["serve", f"--web.listen-address=127.0.0.1:{self.port}"]
             + ([f"--storage.path={self.state_dir}"] if self.storage_flag else []) + self.args,
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         if wait:
             self.wait_ready()
         return self

@@ -1,0 +1,5 @@
+import sys
+
+from costmeter.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""Flags and output shared by the commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from costmeter.config.loader import ConfigErrors
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+STATE_DIR_HELP = ("state directory for the ledger and governance log (default: $COSTMETER_STATE_DIR, "
+                  "else $XDG_STATE_HOME/costmeter, else ~/.local/state/costmeter)")
+
+FILES_RULE = ("Files are read only when named: by these flags, or by the exporter.yaml given with "
+              "--config.file (its budgets_file and pricing_file, relative to it). With no flags, the "
+              "built-in defaults and the environment are used; ./config/ is not read implicitly. "
+              "`serve` and `check` follow the same rule, so `check` validates exactly what `serve` would run.")
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of ``serve`` and ``check``: every file the exporter reads."""
+    p.add_argument("--config.file", dest="config_file", metavar="FILE",
+                   help="exporter.yaml; optional, every setting has a default")
+    p.add_argument("--web.listen-address", dest="listen_address", metavar="ADDR",
+                   help="address to listen on (default :9469)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                   help="TLS and basic auth, in the Prometheus exporter-toolkit web-config.yml format")
+    p.add_argument("--storage.path", dest="state_dir", metavar="DIR", help=STATE_DIR_HELP)
+    p.add_argument("--budgets.file", dest="budgets_file", metavar="FILE", help="budgets.yaml")
+    p.add_argument("--pricing.file", dest="pricing_file", metavar="FILE",
+                   help="pricing.yaml merged over the built-in price table")
+    add_log_level(p)
+
+
+def add_log_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log.level", dest="sub_log_level", choices=LOG_LEVELS, help="log level (default info)")
+
+
+def overrides(args) -> dict:
+    """Flag values that override exporter.yaml (None: not given)."""
+    return {k: getattr(args, k) for k in ("listen_address", "web_config_file", "state_dir",
+                                          "budgets_file", "pricing_file")}
+
+
+def print_errors(e: Exception) -> None:
+    errors = e.errors if isinstance(e, ConfigErrors) else [e]
+    for err in errors:
+        print(f"costmeter: {err}", file=sys.stderr)
