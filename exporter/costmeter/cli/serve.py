@@ -23,6 +23,29 @@ def run(args) -> int:
     from costmeter.server.exporter import Exporter
     from costmeter.server.ledger import LedgerError
 
+    log = logging.getLogger("costmeter")
+    # SIGHUP is handled from the first moment: restoring a large ledger takes a while,
+    # and the default action would kill the process. A SIGHUP before ready is held
+    # and applied once the exporter is ready.
+    held = threading.Event()
+    exporter = None
+
+    def reload() -> None:
+        try:
+            exporter.reload()
+        except (ConfigError, ConfigErrors) as e:
+            log.error("reload failed, previous configuration kept: %s", e)
+        except Exception:     # the reload thread reports, the exporter keeps serving
+            log.exception("reload failed, previous configuration kept")
+
+    def on_sighup(*_) -> None:
+        if exporter is None or not exporter.ready:
+            log.info("SIGHUP during start-up: the configuration is reloaded once the exporter is ready")
+            held.set()
+            return
+        threading.Thread(target=reload, name="costmeter-reload", daemon=True).start()
+    signal.signal(signal.SIGHUP, on_sighup)
+
     try:
         exporter = Exporter(load_settings(args.config_file, overrides(args)))
         exporter.start()
@@ -34,16 +57,11 @@ def run(args) -> int:
         return 1
     logging.getLogger("costmeter").info(
         "costmeter %s serving on %s, state in %s", __version__, exporter.url, exporter.settings.state_dir)
+    if held.is_set():
+        threading.Thread(target=reload, name="costmeter-reload", daemon=True).start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-
-    def reload(*_):
-        try:
-            exporter.reload()
-        except (ConfigError, ConfigErrors) as e:
-            logging.getLogger("costmeter").error("reload failed, previous configuration kept: %s", e)
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, name="costmeter-reload").start())
     done.wait()
     exporter.stop()
     return 0

@@ -65,31 +65,103 @@ class Doc:
         return ConfigError(self.file, self.line(path), key_name(path) or None, message)
 
 
-def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], loader: yaml.SafeLoader) -> Any:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+# Aliases may make a document bigger than its text, but not by more than this:
+# a config file never needs it, and an "alias bomb" (nested aliases of aliases)
+# would otherwise expand to billions of values.
+MAX_ALIAS_EXPANSION = 10
+MAX_ALIAS_EXTRA = 10_000
+MAX_DEPTH = 200
+
+
+def _count_nodes(root: yaml.Node) -> int:
+    """Distinct nodes of the composed graph (aliases point at nodes already counted)."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                todo += (k, v)
+        elif isinstance(node, yaml.SequenceNode):
+            todo += node.value
+    return len(seen)
+
+
+class _Walk:
+    """Turns the composed node graph into plain data, refusing cycles and alias bombs."""
+
+    def __init__(self, loader: yaml.SafeLoader, root: yaml.Node):
+        self.loader = loader
+        self.lines: dict[tuple, int] = {}
+        self.budget = MAX_ALIAS_EXPANSION * _count_nodes(root) + MAX_ALIAS_EXTRA
+        self.active: set[int] = set()     # nodes on the current path: seeing one again is a cycle
+
+    def _fail(self, node: yaml.Node, path: tuple, message: str) -> ConfigError:
+        return ConfigError(None, self.lines.get(path, node.start_mark.line + 1), key_name(path) or None, message)
+
+    def walk(self, node: yaml.Node, path: tuple) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.budget -= 1
+        if self.budget < 0:
+            raise self._fail(node, path[:1], "aliases expand this file to too many values (an alias bomb?); "
+                                         "write the values out instead")
+        if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            return self._scalar(node, path)
+        if id(node) in self.active:
+            raise self._fail(node, path, f"recursive alias: this value contains itself "
+                                         f"(anchor at line {node.start_mark.line + 1})")
+        if len(path) > MAX_DEPTH:
+            raise self._fail(node, path, f"nested more than {MAX_DEPTH} levels deep")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.walk(item, path + (i,)) for i, item in enumerate(node.value)]
+            return self._mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple) -> dict:
         out: dict = {}
-        loader.flatten_mapping(node)
+        self.loader.flatten_mapping(node)
         for knode, vnode in node.value:
-            key = loader.construct_object(knode, deep=True)
-            if isinstance(key, (list, dict)):
+            if not isinstance(knode, yaml.ScalarNode):
                 raise ConfigError(None, knode.start_mark.line + 1, None, "mapping keys must be scalars")
+            key = self._scalar(knode, path)
             if key in out:
                 raise ConfigError(None, knode.start_mark.line + 1, key_name(path + (key,)), "duplicate key")
-            lines[path + (key,)] = knode.start_mark.line + 1
-            out[key] = _walk(vnode, path + (key,), lines, loader)
+            self.lines[path + (key,)] = knode.start_mark.line + 1
+            out[key] = self.walk(vnode, path + (key,))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(item, path + (i,), lines, loader) for i, item in enumerate(node.value)]
-    try:
-        return loader.construct_object(node, deep=True)
-    except ValueError as e:   # e.g. an impossible unquoted date such as 2025-13-40
-        raise ConfigError(None, node.start_mark.line + 1, key_name(path) or None,
-                          f"cannot read {node.value!r}: {e}") from None
+
+    def _scalar(self, node: yaml.Node, path: tuple) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except ValueError as e:   # e.g. an impossible unquoted date such as 2025-13-40
+            raise ConfigError(None, node.start_mark.line + 1, key_name(path) or None,
+                              f"cannot read {node.value!r}: {e}") from None
+
+
+def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], loader: yaml.SafeLoader) -> Any:
+    w = _Walk(loader, node)
+    w.lines = lines
+    return w.walk(node, path)
+
+
+def _reader_error(file: str | None, text: str, e: yaml.reader.ReaderError) -> ConfigError:
+    code = ord(e.character) if isinstance(e.character, str) else int(e.character)
+    line = text.count("\n", 0, max(e.position, 0)) + 1
+    what = "a NUL byte" if code == 0 else f"character U+{code:04X}"
+    return ConfigError(file, line, None, f"{what} is not allowed in YAML (is this a text file?)")
 
 
 def loads(text: str, file: str | None = None) -> Doc:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)    # the reader checks every character here
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(file, text, e) from None
     try:
         node = loader.get_single_node()
         lines: dict[tuple, int] = {}
@@ -100,8 +172,12 @@ def loads(text: str, file: str | None = None) -> Doc:
         mark = e.problem_mark or e.context_mark
         raise ConfigError(file, mark.line + 1 if mark else None, None,
                           f"invalid YAML: {e.problem or e.context}") from None
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(file, text, e) from None
     except yaml.YAMLError as e:
         raise ConfigError(file, None, None, f"invalid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(file, None, None, "invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
     return Doc(file, data, lines)
