@@ -34,6 +34,9 @@ log = logging.getLogger("costmeter")
 
 REJECT_REASONS = ("malformed", "missing_field", "unknown_field", "invalid_field")
 SNAPSHOT = "exporter"
+# Counters that leave no ledger row (duplicates, rejections, infrastructure USD) as last
+# served: written durably before a scrape sees them, so a crash never takes them back.
+EXPOSED = "exposed"
 
 
 @dataclass
@@ -77,6 +80,8 @@ class Exporter:
         self.ready = False
         self.reload_ok, self.reload_time = True, time.time()
         self._unpriced_logged: set[tuple[str, str]] = set()
+        self._expose_lock = threading.Lock()
+        self._exposed: dict | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http = None
@@ -113,6 +118,7 @@ class Exporter:
             self.store.restore(state["store"])
             self.health.update(state.get("health", {}))
             self.resources.restore(state.get("resources", {}))
+        self._restore_exposed()
         replayed = 0
         for seq, row in self.ledger.replay(seq):
             self.store.apply(row)
@@ -123,6 +129,34 @@ class Exporter:
         self.health["accepted"] += replayed
         self.budgets.restore(self.ledger.sums)
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
+
+    def _restore_exposed(self) -> None:
+        """Raise counters without ledger rows to what a scrape last saw (never lower them)."""
+        _, seen = self.ledger.load_snapshot(EXPOSED)
+        if not seen:
+            return
+        h = self.health
+        h["duplicates"] = max(h["duplicates"], float(seen.get("duplicates", 0.0)))
+        for reason, v in seen.get("rejected", {}).items():
+            if reason in h["rejected"]:
+                h["rejected"][reason] = max(h["rejected"][reason], float(v))
+        self.resources.restore(seen.get("resources", {}))
+
+    def _expose(self) -> dict:
+        """The health counters to serve, made durable first when they changed."""
+        with self._expose_lock:
+            with self.ledger.lock:
+                health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
+                          "rejected": dict(self.health["rejected"])}
+            resources = self.resources.state()
+            seen = {"duplicates": health["duplicates"], "rejected": health["rejected"], "resources": resources}
+            if seen != self._exposed:
+                self.ledger.save_snapshot(EXPOSED, 0, seen)
+                self._exposed = seen
+        # serve the totals as saved (a sample may have moved them on since), for configured targets
+        saved = {(t, r): v for t, by_res in resources["usd_total"].items() for r, v in by_res.items()}
+        health["usd"] = {k: saved.get(k, 0.0) for k in self.resources.usd_totals()}
+        return health
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -280,13 +314,13 @@ class Exporter:
     # ---- scrape ----------------------------------------------------------------------
     def render_metrics(self) -> bytes:
         out: list[str] = []
+        health = self._expose()
         with self.ledger.lock:
             self.store.render(out)
-            health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                      "rejected": dict(self.health["rejected"])}
+            health["accepted"] = self.health["accepted"]
             overflow = dict(self.store.guard.overflow)
         out.append(self._budget_families())
-        out.append(self._resource_families())
+        out.append(self._resource_families(health["usd"]))
         out.append(gauge_family("costmeter_build_info", "costmeter version; always 1.", ("version",),
                                 [((__version__,), 1.0)]))
         out.append(gauge_family("costmeter_ingest_events_total", "Usage events accepted and durably recorded.",
@@ -334,9 +368,8 @@ class Exporter:
             fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", "period_end"),
         ))
 
-    def _resource_families(self) -> str:
+    def _resource_families(self, usd: dict[tuple[str, str], float]) -> str:
         gauges = self.resources.gauges()
-        usd = self.resources.usd_totals()
         return "".join((
             gauge_family("cost_cpu_usage_cores", "CPU cores in use, sampled with psutil.", ("target",),
                          [((t,), c) for t, c, _ in gauges]),
