@@ -140,7 +140,7 @@ def test_snapshot_plus_replay_equals_full_replay(tmp_path):
 def test_prune_keeps_events_not_yet_in_a_snapshot(tmp_path):
     led = Ledger(str(tmp_path))
     led.append([row(i, ts=1_000_000_000.0) for i in range(10)])
-    assert led.prune(before_ts=2e9, max_seq=4) == 4
+    assert led.prune(received_before=2e9, max_seq=4) == 4
     assert [seq for seq, _ in led.replay(0)] == [5, 6, 7, 8, 9, 10]
 
 

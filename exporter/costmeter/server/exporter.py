@@ -294,12 +294,18 @@ class Exporter:
                     self.snapshot()
                     next_snapshot = now + s.snapshot_interval_seconds
                 if now >= next_prune:
-                    n = self.ledger.prune(time.time() - s.retention_days * 86400, self.snapshot_seq)
-                    if n:
-                        log.info("pruned %d events older than %g days", n, s.retention_days)
+                    self.prune()
                     next_prune = now + 3600
             except Exception:          # housekeeping must never die; the next round retries
                 log.exception("housekeeping failed")
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop raw events received more than retention_days ago (their ids with them)."""
+        days = self.settings.retention_days
+        n = self.ledger.prune((time.time() if now is None else now) - days * 86400, self.snapshot_seq)
+        if n:
+            log.info("pruned %d events received more than %g days ago", n, days)
+        return n
 
     def snapshot(self) -> None:
         """Persist metric state as of ledger sequence ``applied_seq`` (no-op if unchanged)."""

@@ -135,10 +135,18 @@ class Ledger:
         with self.lock:
             self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
 
-    def prune(self, before_ts: float, max_seq: int) -> int:
-        """Delete raw events older than ``before_ts`` already folded into a snapshot."""
+    def prune(self, received_before: float, max_seq: int) -> int:
+        """Delete raw events *received* before ``received_before`` and already folded into a snapshot.
+
+        By receipt time, not event time: an event's id must stay known for the whole
+        retention after it arrived, or a retry of an old event (a replayed spool) would
+        be counted again. Rows are in receipt order, so this walks only the rows it deletes.
+        """
         with self.lock:
-            cur = self._db.execute("DELETE FROM events WHERE ts < ? AND seq <= ?", (before_ts, max_seq))
+            cur = self._db.execute(
+                "DELETE FROM events WHERE seq <= ? AND seq < coalesce("
+                "(SELECT seq FROM events WHERE received >= ? ORDER BY seq LIMIT 1), ? + 1)",
+                (max_seq, received_before, max_seq))
             return cur.rowcount
 
     # ---- reads ------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""The ledger against time, bad disks and lost files: idempotency that does not depend on
+an event's timestamp, an integrity check at start, a full disk named as such."""
+from __future__ import annotations
+
+import time
+
+from costmeter.server.exporter import Exporter
+from costmeter.server.ledger import Ledger
+
+WEEK = 7 * 86400
+
+
+def row(i, *, ts, received):
+    return (f"id-{i}", ts, "openai", "gpt-4o-mini", "acme", "/v1/chat",
+            100, 20, 0, 50, 5, 0.01, 0, 0.5, 0, None, 0.0, 0, received)
+
+
+def test_prune_goes_by_receipt_time_not_event_time(tmp_path):
+    led = Ledger(str(tmp_path))
+    now = 1_790_000_000.0
+    led.append([row(i, ts=now - WEEK, received=now) for i in range(5)])      # old events, just received
+    led.append([row(i, ts=now, received=now + 10 * 86400) for i in range(5, 8)])
+    assert led.prune(received_before=now + 3600, max_seq=100) == 5        # received before the cutoff
+    assert led.prune(received_before=now - 86400, max_seq=100) == 0
+    assert [seq for seq, _ in led.replay(0)] == [6, 7, 8]
+
+
+def test_prune_stops_at_the_first_event_received_after_the_cutoff(tmp_path):
+    led = Ledger(str(tmp_path))
+    led.append([row(i, ts=0.0, received=100.0 + i) for i in range(10)])
+    assert led.prune(received_before=105.0, max_seq=3) == 3          # not past the snapshot
+    assert led.prune(received_before=105.0, max_seq=10) == 2
+    assert [seq for seq, _ in led.replay(0)] == [6, 7, 8, 9, 10]
+
+
+def test_replaying_a_week_old_spool_with_short_retention_never_double_counts(tmp_path):
+    exp = Exporter.embedded(state_dir=str(tmp_path), listen_address=None)
+    try:
+        exp.settings.retention_days = 1
+        old = time.time() - WEEK
+        batch = [{"id": f"spool-{i}", "provider": "openai", "model": "gpt-4o-mini", "tenant": "t",
+                  "cost_usd": 0.5, "timestamp": old + i} for i in range(10)]
+        assert exp.ingest(batch).accepted == 10
+        exp.snapshot()
+        exp.prune()                                   # a minute later, as housekeeping does
+        again = exp.ingest(batch)                    # the SDK retries the same spool
+        assert (again.accepted, again.duplicates) == (0, 10)
+        assert exp.health["accepted"] == 10
+        assert exp.prune(now=time.time() + 2 * 86400) == 10     # gone a retention after receipt
+    finally:
+        exp.stop()
