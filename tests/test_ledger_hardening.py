@@ -49,3 +49,26 @@ def test_replaying_a_week_old_spool_with_short_retention_never_double_counts(tmp
         assert exp.prune(now=time.time() + 2 * 86400) == 10     # gone a retention after receipt
     finally:
         exp.stop()
+
+
+def test_a_full_disk_answers_503_saying_the_disk_is_full(tmp_path):
+    import requests
+    exp = Exporter.embedded(state_dir=str(tmp_path))
+    try:
+        ev = [{"id": f"e{i}", "provider": "openai", "model": "gpt-4o-mini", "tenant": "t", "cost_usd": 0.1}
+              for i in range(2000)]
+        requests.post(exp.url + "/v1/events", json=ev[:10]).raise_for_status()
+        with exp.ledger.lock:      # SQLite's own "disk full": the file may not grow past its size now
+            pages = exp.ledger._db.execute("PRAGMA page_count").fetchone()[0]
+            exp.ledger._db.execute(f"PRAGMA max_page_count={pages}")
+        r = requests.post(exp.url + "/v1/events", json=ev[10:])
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        msg = r.json()["error"]
+        assert "disk is full" in msg and "ledger.db" in msg and "no transaction" not in msg
+        assert exp.ledger.count() == 10                         # nothing of the failed batch
+        with exp.ledger.lock:
+            exp.ledger._db.execute("PRAGMA max_page_count=1073741823")
+        r = requests.post(exp.url + "/v1/events", json=ev[10:])
+        assert r.status_code == 200 and r.json()["accepted"] == 1990    # space again: the retry works
+    finally:
+        exp.stop()

@@ -58,6 +58,14 @@ class LedgerError(RuntimeError):
     pass
 
 
+def _free_bytes(directory: str) -> int | str:
+    try:
+        st = os.statvfs(directory)
+        return st.f_bavail * st.f_frsize
+    except OSError:
+        return "unknown"
+
+
 class Ledger:
     """Thread-safe append-only ledger. Writes are serialised by one lock."""
 
@@ -93,10 +101,23 @@ class Ledger:
                 keep = self._insert_new(db, rows)
                 last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
+            except BaseException as e:
+                self._rollback(e)
                 raise
             return keep, last
+
+    def _rollback(self, e: BaseException) -> None:
+        """Roll back a failed write; raise a LedgerError that says why if SQLite gave up.
+
+        On SQLITE_FULL SQLite has already rolled the transaction back itself, so a
+        plain ROLLBACK would fail with "no transaction is active" and hide the cause.
+        """
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        if isinstance(e, sqlite3.OperationalError) and "full" in str(e):
+            free = _free_bytes(os.path.dirname(self.path))
+            raise LedgerError(f"the disk is full: {self.path} cannot grow ({free} bytes free); "
+                              "nothing in this batch was recorded") from e
 
     @staticmethod
     def _insert_new(db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
