@@ -72,3 +72,71 @@ def test_a_full_disk_answers_503_saying_the_disk_is_full(tmp_path):
         assert r.status_code == 200 and r.json()["accepted"] == 1990    # space again: the retry works
     finally:
         exp.stop()
+
+
+def _serve(state, *extra):
+    """Run `costmeter serve` until it is ready (returns the process) or exits (returns the result)."""
+    from exporter_support import ExporterProcess
+    return ExporterProcess(str(state), *extra)
+
+
+def _filled_state(tmp_path, n=3000):
+    state = tmp_path / "state"
+    exp = Exporter.embedded(state_dir=str(state), listen_address=None)
+    exp.ingest([{"id": f"e{i}", "provider": "openai", "model": "gpt-4o-mini", "tenant": f"t{i % 9}",
+                 "cost_usd": 0.3} for i in range(n)])
+    exp.stop()
+    return state
+
+
+def _run_serve(state, *extra):
+    import subprocess
+    from exporter_support import costmeter_cmd
+    return subprocess.run(costmeter_cmd() + ["serve", "--web.listen-address=127.0.0.1:0",
+                                             f"--storage.path={state}", *extra],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_damaged_pages_refuse_start_naming_the_file_and_what_to_do(tmp_path):
+    import os
+    state = _filled_state(tmp_path)
+    db = state / "ledger.db"
+    size = os.path.getsize(db)
+    with open(db, "r+b") as f:                      # scribble over a page in the middle of the table
+        f.seek((size // 4096 // 2) * 4096 + 100)
+        f.write(os.urandom(2000))
+    r = _run_serve(state)
+    assert r.returncode == 1, r.stderr
+    assert f"{db}: the ledger is damaged" in r.stderr and ".recover" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_ledger_emptied_to_zero_bytes_is_named_and_needs_the_flag(tmp_path):
+    state = _filled_state(tmp_path, n=10)
+    db = state / "ledger.db"
+    db.write_bytes(b"")
+    r = _run_serve(state)
+    assert r.returncode == 1
+    assert f"{db} is empty (0 bytes)" in r.stderr and "--storage.start-empty" in r.stderr
+    assert db.stat().st_size == 0, "refusing must not touch the file"
+    import requests
+    with _serve(state, "--storage.start-empty") as p:
+        assert requests.get(p.url + "/-/ready").status_code == 200
+        assert "starting with an empty ledger" in p.log()
+
+
+def test_a_missing_ledger_beside_an_old_governance_log_is_named(tmp_path):
+    state = _filled_state(tmp_path, n=10)
+    (state / "governance.jsonl").write_text('{"ts": 1}\n')
+    (state / "ledger.db").unlink()
+    r = _run_serve(state)
+    assert r.returncode == 1 and "ledger.db is missing" in r.stderr and "governance.jsonl" in r.stderr
+
+
+def test_a_healthy_ledger_passes_the_check(tmp_path):
+    state = _filled_state(tmp_path, n=10)
+    exp = Exporter.embedded(state_dir=str(state), listen_address=None)
+    try:
+        assert exp.ready and exp.health["accepted"] == 10
+    finally:
+        exp.stop()

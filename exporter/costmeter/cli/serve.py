@@ -15,6 +15,9 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="run the exporter (works with no config file at all)",
                        description="Run the exporter: ingest API, ledger, budgets, /metrics. " + FILES_RULE)
     add_config_flags(p)
+    p.add_argument("--storage.start-empty", dest="start_empty", action="store_true",
+                   help="start even though the state directory held a ledger that is now empty or missing "
+                        "(counters and budgets then start from zero); without it that is refused")
     p.set_defaults(func=run)
 
 
@@ -47,7 +50,9 @@ def run(args) -> int:
     signal.signal(signal.SIGHUP, on_sighup)
 
     try:
-        exporter = Exporter(load_settings(args.config_file, overrides(args)))
+        settings = load_settings(args.config_file, overrides(args))
+        settings.start_empty = bool(getattr(args, "start_empty", False))
+        exporter = Exporter(settings)
         exporter.start()
     except (ConfigError, ConfigErrors, LedgerError) as e:
         print_errors(e)

@@ -56,6 +56,7 @@ class Settings:
     state_dir: str = field(default_factory=default_state_dir)
     snapshot_interval_seconds: float = 10.0
     retention_days: float = 400.0
+    start_empty: bool = False      # --storage.start-empty: open where a ledger was lost
     budgets_file: str | None = None
     pricing_file: str | None = None
     governance_log: str | None = None

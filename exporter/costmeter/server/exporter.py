@@ -8,6 +8,7 @@ events into durable ledger rows in :meth:`ingest`.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -94,7 +95,13 @@ class Exporter:
         if serve_http:          # bind first: a port in use fails before any state is touched
             self.http = serve(self)
         try:
-            self._restore()
+            try:
+                self._restore()
+                t0 = time.monotonic()
+                self.ledger.check_integrity()       # ran beside the restore
+                log.info("ledger integrity check passed (waited %.2fs after the restore)", time.monotonic() - t0)
+            except sqlite3.DatabaseError as e:     # a damaged page met by the restore itself
+                raise self.ledger.damaged(e) from None
         except BaseException:
             if self.http is not None:
                 self.http.server_close()
@@ -109,7 +116,8 @@ class Exporter:
 
     def _restore(self) -> None:
         s = self.settings
-        self.ledger = Ledger(s.state_dir)
+        self.ledger = Ledger(s.state_dir, start_empty=s.start_empty)
+        self.ledger.start_integrity_check()
         self.governance = GovernanceLog(s.governance_path)
         self.budgets = BudgetBook(self.budget_config, self.governance)
         t0 = time.monotonic()

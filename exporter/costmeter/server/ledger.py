@@ -21,10 +21,13 @@ Schema (``seq`` is the replay order)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
 from typing import Iterator, Sequence
+
+log = logging.getLogger("costmeter.server.ledger")
 
 SCHEMA_VERSION = 1
 
@@ -66,13 +69,37 @@ def _free_bytes(directory: str) -> int | str:
         return "unknown"
 
 
-class Ledger:
-    """Thread-safe append-only ledger. Writes are serialised by one lock."""
+def _emptied(state_dir: str, path: str) -> str | None:
+    """Why ``state_dir`` looks like it held a ledger that is gone now, or None."""
+    if os.path.exists(path):
+        return f"{path} is empty (0 bytes)" if os.path.getsize(path) == 0 else None
+    for name in ("ledger.db-wal", "governance.jsonl"):
+        other = os.path.join(state_dir, name)
+        if os.path.exists(other) and os.path.getsize(other) > 0:
+            return f"{path} is missing, but {other} is there from an earlier run"
+    return None
 
-    def __init__(self, state_dir: str):
+
+class Ledger:
+    """Thread-safe append-only ledger. Writes are serialised by one lock.
+
+    ``start_empty``: open even where a ledger used to be and is now empty or gone
+    (otherwise that is refused, naming the file: the numbers would start from zero).
+    """
+
+    def __init__(self, state_dir: str, start_empty: bool = False):
         os.makedirs(state_dir, exist_ok=True)
         self.path = os.path.join(state_dir, "ledger.db")
         self.lock = threading.RLock()
+        self._integrity: threading.Thread | None = None
+        self._integrity_problem: str | None = None
+        gone = _emptied(state_dir, self.path)
+        if gone and not start_empty:
+            raise LedgerError(f"{gone}: the ledger that was here is lost, and starting would serve every "
+                              "counter and budget from zero. Restore ledger.db from a backup, or pass "
+                              "--storage.start-empty to start with an empty ledger anyway.")
+        if gone:
+            log.warning("%s; starting with an empty ledger as --storage.start-empty asks", gone)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -80,11 +107,44 @@ class Ledger:
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
         except sqlite3.DatabaseError as e:
-            raise LedgerError(f"{self.path}: cannot open ledger: {e}") from None
+            raise self.damaged(e) from None
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: ledger schema {row[0]} is newer than this costmeter ({SCHEMA_VERSION})")
+
+    # ---- integrity ---------------------------------------------------------
+    def damaged(self, detail) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: the ledger is damaged ({detail}); costmeter will not start on it, as it would "
+            f"serve wrong numbers. Stop anything using it, move it aside, and restore it from a backup, or "
+            f"recover what is readable: sqlite3 {self.path} .recover | sqlite3 ledger-recovered.db, then "
+            f"put ledger-recovered.db in its place as ledger.db.")
+
+    def start_integrity_check(self) -> None:
+        """Run SQLite's ``PRAGMA quick_check`` (every page and b-tree of the file) in a thread
+        with its own connection, beside the state restore; :meth:`check_integrity` waits for it."""
+        def run() -> None:
+            try:
+                db = sqlite3.connect(self.path)
+                try:
+                    rows = db.execute("PRAGMA quick_check(5)").fetchall()
+                finally:
+                    db.close()
+                if rows != [("ok",)]:
+                    self._integrity_problem = "; ".join(str(r[0]) for r in rows)
+            except sqlite3.DatabaseError as e:
+                self._integrity_problem = str(e)
+        self._integrity = threading.Thread(target=run, name="costmeter-integrity-check", daemon=True)
+        self._integrity.start()
+
+    def check_integrity(self) -> None:
+        """Raise LedgerError if the integrity check found a problem (starting one if none ran)."""
+        if self._integrity is None:
+            self.start_integrity_check()
+        self._integrity.join()
+        if self._integrity_problem:
+            raise self.damaged(self._integrity_problem)
 
     # ---- writes ---------------------------------------------------------
     def append(self, rows: Sequence[tuple]) -> tuple[list[int], int]:
