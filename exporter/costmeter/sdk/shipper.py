@@ -127,13 +127,15 @@ class Spool:
         self.max_bytes = max_bytes
         os.makedirs(self.dir, exist_ok=True)
         self._n = itertools.count()
+        self._mine: dict[str, int] = {}     # spool files this process wrote -> events in them
+        self.lost = 0                       # events in files of ours that vanished, not yet reported
         self._reclaim()
         self.bytes = sum(os.path.getsize(os.path.join(self.dir, f)) for f in self._names(claimed=True))
 
     def _names(self, claimed: bool = False) -> list[str]:
         try:
             names = os.listdir(self.dir)
-        except FileNotFoundError:
+        except OSError:              # gone, or not a directory any more: nothing to replay
             return []
         return sorted(n for n in names if n.endswith(self.SUFFIX) or (claimed and ".ndjson.claimed-" in n))
 
@@ -164,14 +166,40 @@ class Spool:
             return 0
         data = b"".join(lines[:n])
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._n):06d}{self.SUFFIX}"
-        tmp = os.path.join(self.dir, "." + name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(self.dir, name))
+        try:
+            self._write_file(name, data)
+        except FileNotFoundError:
+            self.ensure_dir()
+            self._write_file(name, data)
         self.bytes += len(data)
+        self._mine[name] = n
         return n
+
+    def ensure_dir(self) -> None:
+        """Recreate the directory if it was deleted (say, by a cache cleaner while the
+        exporter was down); the events in our files that went with it are added to ``lost``."""
+        if os.path.isdir(self.dir):
+            return
+        log.warning("costmeter: spool directory %s vanished; recreating it", self.dir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.lost += sum(self._mine.values())
+        self._mine.clear()
+        self.bytes = sum(os.path.getsize(os.path.join(self.dir, f)) for f in self._names(claimed=True))
+
+    def _write_file(self, name: str, data: bytes) -> None:
+        tmp = os.path.join(self.dir, "." + name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(self.dir, name))
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
 
     def claim(self, name: str) -> str | None:
         src = os.path.join(self.dir, name)
@@ -185,7 +213,11 @@ class Spool:
     @staticmethod
     def read(path: str) -> list[dict]:
         out = []
-        with open(path, "rb") as f:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:        # deleted with its directory after the claim
+            return out
+        with f:
             for line in f:
                 line = line.strip()
                 if line:
@@ -196,6 +228,7 @@ class Spool:
         return out
 
     def remove(self, path: str) -> None:
+        self._mine.pop(os.path.basename(path).split(".claimed-")[0], None)
         try:
             size = os.path.getsize(path)
             os.remove(path)
@@ -306,6 +339,7 @@ class Shipper:
         return o
 
     def _pump(self, force: bool) -> None:
+        self._check_spool()
         down = not force and time.monotonic() < self._down_until
         if not down and self.spool.pending():
             down = not self._replay()
@@ -382,8 +416,33 @@ class Shipper:
             except Exception:  # noqa: BLE001
                 log.exception("costmeter: settling budget reservations failed")
 
+    def _check_spool(self) -> None:
+        try:
+            self.spool.ensure_dir()
+        except OSError as e:
+            self.last_error = f"cannot create spool {self.spool.dir}: {e}"
+        self._count_lost()
+
+    def _count_lost(self) -> None:
+        lost, self.spool.lost = self.spool.lost, 0
+        if lost:
+            log.error("costmeter: %d spooled event(s) were deleted with the spool directory %s",
+                      lost, self.spool.dir)
+            self._drop("spool_deleted", lost, log_it=False)
+
     def _to_spool(self, objs: list[dict]) -> None:
-        n = self.spool.write(objs)
+        try:
+            n = self.spool.write(objs)
+        except OSError as e:          # the SDK's own I/O never raises into the app
+            why = f"cannot write to the spool directory {self.spool.dir}: {e}"
+            if why != self.last_error:
+                log.error("costmeter: %s; events that cannot be delivered are dropped", why)
+            self.last_error = why
+            self._settle(objs)
+            self._drop("spool_unwritable", len(objs))
+            return
+        finally:
+            self._count_lost()
         if n:
             with self._stats_lock:
                 self.stats["spooled"] += n
@@ -425,14 +484,22 @@ class Shipper:
         return len(self._q)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Deliver (or spool) everything queued now, and replay the spool. True if nothing is left."""
+        """Deliver (or spool) everything queued now, and replay the spool.
+
+        True if everything was delivered: nothing is left queued or spooled and
+        nothing was dropped meanwhile. Never raises for the SDK's own I/O.
+        """
         if not self._pump_lock.acquire(timeout=timeout):
             return False
+        dropped = self.stats["dropped"]
         try:
             self._pump(force=True)
+        except Exception:  # noqa: BLE001 - never raise into the caller for the SDK's own work
+            log.exception("costmeter: flush failed")
+            return False
         finally:
             self._pump_lock.release()
-        return not self._q and not self.spool.pending()
+        return not self._q and not self.spool.pending() and self.stats["dropped"] == dropped
 
     def close(self, timeout: float = 10.0) -> None:
         self._closing = True
@@ -443,6 +510,8 @@ class Shipper:
             if self._pump_lock.acquire(timeout=timeout):
                 try:
                     self._pump(force=True)
+                except Exception:  # noqa: BLE001
+                    log.exception("costmeter: final flush failed")
                 finally:
                     self._pump_lock.release()
         finally:
