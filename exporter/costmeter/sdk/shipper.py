@@ -84,9 +84,12 @@ class HttpSink:
             return OK, []
         if code == 422:
             try:
-                return OK, r.json().get("rejected", [])
+                body = r.json()
             except ValueError:
                 return OK, [{"error": r.text[:200]}]
+            rejected = list(body.get("rejected", []))
+            unlisted = int(body.get("rejected_count", len(rejected))) - len(rejected)  # the exporter lists the first 100
+            return OK, rejected + [{"error": "rejected (not listed)"}] * max(0, unlisted)
         if code == 413:
             return SPLIT, "HTTP 413"
         if code >= 500 or code in (401, 403, 408, 429):

@@ -31,6 +31,17 @@ class Invalid:
         self.message = message
 
 
+def _int(text: str):
+    """JSON integers past 300 digits become floats (inf, or near 1e300): Python refuses to
+    parse more than 4,300 digits and to turn more than ~308 into a float, and no field takes
+    such a number, so the event's check then names the field. (orjson does the same past 64 bits.)"""
+    return int(text) if len(text) <= 301 else float(text)
+
+
+def _loads(text: str):
+    return json.loads(text, parse_int=_int)
+
+
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
@@ -56,7 +67,7 @@ def decode(body: bytes, content_type: str | None) -> list:
     if mt in NDJSON_TYPES:
         return _lines(text)
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except RecursionError:
         raise BodyError(400, "JSON nested too deeply") from None
     except json.JSONDecodeError as e:
@@ -76,7 +87,7 @@ def _events(value) -> list:
 
 def _lines(text: str) -> list:
     out: list = []
-    loads = json.loads
+    loads = _loads
     for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue

@@ -12,16 +12,31 @@ the HTTP module, never the other way round).
 Auth: when web-config.yml sets ``basic_auth_users`` every endpoint needs
 basic auth, except ``POST /v1/events`` when bearer tokens are configured
 (one request cannot carry both; the write API then takes the token alone).
-Missing token: 401; a wrong one: 403.
+Missing token: 401; a wrong one: 403. ``POST /-/reload`` is an admin action: it takes
+basic auth when that is configured, else a bearer token when tokens are configured.
+
+Hostile clients (see docs/architecture.md, "HTTP server: decision"): at most
+``max_connections`` connections are served at once (one thread each); at the cap a new
+connection evicts the connection that has waited longest for a request, so Prometheus
+still gets in; the request line and headers must arrive within ``HEADER_TIMEOUT`` and a
+body within ``BODY_TIMEOUT`` (plus time for its size). Bodies are framed as RFC 9112 says:
+Content-Length only (chunked gets 411), one value, all of it, or nothing is recorded.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hmac
 import html
+import io
 import json
 import logging
+import os
+import re
+import resource
 import socket
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -32,6 +47,48 @@ from costmeter.config.settings import parse_listen_address
 from costmeter.config.loader import ConfigError, ConfigErrors
 
 log = logging.getLogger("costmeter.server.http")
+
+HEADER_TIMEOUT = 10.0      # seconds from connect (or the previous response) to the end of the headers
+IDLE_TIMEOUT = 60.0        # a keep-alive connection may wait this long for its next request
+BODY_TIMEOUT = 30.0        # seconds for a body, plus one per BODY_RATE bytes
+BODY_RATE = 256 * 1024
+MAX_REJECTED_LISTED = 100  # a 422 lists the first rejected events and counts them all
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def default_max_connections() -> int:
+    """Half the descriptor limit (the ledger, logs and Python need some), at most 512."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 4096
+    return max(16, min(512, (soft - 64) // 2))
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket reader that gives up at a deadline, however slowly the bytes trickle in.
+
+    A socket timeout alone bounds one recv(); a client sending a byte every few seconds
+    would hold its connection (and thread) forever.
+    """
+
+    def __init__(self, sock: socket.socket, per_recv: float):
+        self.sock, self.per_recv = sock, per_recv
+        self.deadline: float | None = None
+        self.what = "request"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.what} not received in time")
+            self.sock.settimeout(min(left, self.per_recv))
+        try:
+            return self.sock.recv_into(buf)
+        except TimeoutError:
+            raise TimeoutError(f"{self.what} not received in time") from None
 
 
 class App(Protocol):
@@ -54,12 +111,96 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
     exporter: App
     ssl_context = None
+    max_connections = 512
+
+    def __init__(self, *a, **kw):
+        self._conns: dict[int, list] = {}      # fd -> [phase, since]; phase "wait" (for a request) or "busy"
+        self._conns_lock = threading.Lock()
+        self.evicted = self.refused = 0
+        super().__init__(*a, **kw)
+
+    # ---- the connection cap ------------------------------------------------------------
+    def set_phase(self, fd: int, phase: str) -> None:
+        with self._conns_lock:
+            c = self._conns.get(fd)
+            if c is not None:
+                c[0], c[1] = phase, time.monotonic()
+
+    def _evict_one(self) -> bool:
+        """Close the connection that has waited longest for a request; False if none waits."""
+        waiting = [(since, fd) for fd, (phase, since) in self._conns.items() if phase == "wait"]
+        if not waiting:
+            return False
+        _, fd = min(waiting)
+        self._conns[fd][0] = "evicted"
+        try:       # wake its thread: the read returns EOF and the thread ends the connection
+            s = socket.socket(fileno=os.dup(fd))
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            finally:
+                s.close()
+        except OSError:
+            pass
+        self.evicted += 1
+        return True
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):   # out of descriptors: make room, do not spin
+                with self._conns_lock:
+                    self._evict_one()
+                time.sleep(0.05)
+            raise
+
+    def verify_request(self, request, client_address) -> bool:
+        with self._conns_lock:
+            if len(self._conns) >= self.max_connections and not self._evict_one():
+                self.refused += 1
+                try:
+                    request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 25\r\n\r\n"
+                                    b"too many connections now\n")
+                except OSError:
+                    pass
+                return False
+            self._conns[request.fileno()] = ["wait", time.monotonic()]
+        return True
+
+    def process_request_thread(self, request, client_address):
+        fd = request.fileno()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._conns_lock:
+                self._conns.pop(fd, None)
+
+    def process_request(self, request, client_address):
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:          # no thread to be had: answer nothing, free the slot
+            with self._conns_lock:
+                self._conns.pop(request.fileno(), None)
+            self.shutdown_request(request)
+
+    def connections(self) -> int:
+        with self._conns_lock:
+            return len(self._conns)
+
+    def handle_error(self, request, client_address):
+        import sys
+        e = sys.exc_info()[1]
+        if isinstance(e, OSError):    # the client went away or was too slow
+            log.debug("connection from %s ended: %s", client_address, e)
+        else:
+            log.exception("error while serving %s", client_address)
 
     def finish_request(self, request, client_address):
         # TLS handshakes happen here, in the connection's own thread, so one
         # slow or stalled client never holds up the accept loop.
         if self.ssl_context is not None:
-            request.settimeout(Handler.timeout)
+            request.settimeout(HEADER_TIMEOUT)
             try:
                 request = self.ssl_context.wrap_socket(request, server_side=True)
             except (OSError, ValueError) as e:
@@ -83,6 +224,29 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 64 * 1024  # handle_one_request flushes after each response
     server: Server
+    _served = 0
+
+    def setup(self):
+        super().setup()
+        self._fd = self.connection.fileno()
+        self._reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader, 64 * 1024)
+
+    def handle_one_request(self):
+        # waiting for a request (evictable at the cap) until its headers are in
+        r = self._reader
+        r.deadline = time.monotonic() + (HEADER_TIMEOUT if self._served == 0 else IDLE_TIMEOUT)
+        r.what = "request headers"
+        self.server.set_phase(self._fd, "wait")
+        self._served += 1
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.server.set_phase(self._fd, "busy")
+        self._reader.deadline = None
+        self.connection.settimeout(self.timeout)
+        return ok
 
     def log_message(self, fmt, *args):  # access log at debug; errors go through log.warning
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -97,6 +261,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         for k, v in (extra or {}).items():
             self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -119,6 +285,16 @@ class Handler(BaseHTTPRequestHandler):
         self._error(401, "basic auth required", {"WWW-Authenticate": 'Basic realm="costmeter"'})
         return False
 
+    def _admin_ok(self) -> bool:
+        """Reload and other admin actions: basic auth if configured, else a bearer token if
+        tokens are configured; open only when no credentials are configured at all."""
+        web = self.server.exporter.web
+        if web is not None and web.basic_auth_enabled:
+            return self._basic_ok()
+        if self.server.exporter.settings.bearer_tokens:
+            return self._bearer_ok()
+        return True
+
     def _bearer_ok(self) -> bool:
         tokens = self.server.exporter.settings.bearer_tokens
         auth = self.headers.get("Authorization") or ""
@@ -137,11 +313,55 @@ class Handler(BaseHTTPRequestHandler):
 
     def _drain(self) -> None:
         """Read a small unread body so the connection stays usable; close on a large one."""
-        n = int(self.headers.get("Content-Length") or 0)
+        cl = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding") or len(cl) > 1 or (cl and not _DIGITS.fullmatch(cl[0].strip())):
+            self.close_connection = True
+            return
+        n = int(cl[0]) if cl else 0
         if 0 < n <= 1 << 20:
-            self.rfile.read(n)
+            try:
+                self._read_body(n)
+            except (OSError, ValueError):
+                self.close_connection = True
         elif n:
             self.close_connection = True
+
+    def _body_length(self) -> int | None:
+        """The body's length framed as RFC 9112 section 6 says, or None after a 4xx answer."""
+        te = self.headers.get_all("Transfer-Encoding") or []
+        cl = self.headers.get_all("Content-Length") or []
+        if te:
+            self.close_connection = True
+            codings = [c.strip().lower() for v in te for c in v.split(",") if c.strip()]
+            if codings and codings[-1] == "chunked":
+                self._error(411, "send the body with a Content-Length, not chunked")
+            else:
+                self._error(400, f"Transfer-Encoding {', '.join(codings)!r} does not end in chunked, "
+                                 "so the body's end is unknown; send a Content-Length")
+            return None
+        if len(cl) > 1:
+            self.close_connection = True
+            self._error(400, f"{len(cl)} Content-Length headers: send exactly one")
+            return None
+        value = cl[0].strip() if cl else "0"
+        if not _DIGITS.fullmatch(value):
+            self.close_connection = True
+            self._error(400, f"Content-Length {value[:40]!r} is not a whole number of bytes")
+            return None
+        return int(value)
+
+    def _read_body(self, length: int) -> bytes:
+        """All ``length`` bytes, within the body deadline; ValueError if the client stops short."""
+        r = self._reader
+        r.deadline, r.what = time.monotonic() + BODY_TIMEOUT + length / BODY_RATE, "request body"
+        try:
+            body = self.rfile.read(length)
+        finally:
+            r.deadline = None
+            self.connection.settimeout(self.timeout)
+        if len(body) < length:
+            raise ValueError(f"the body ended after {len(body)} of its {length} bytes (Content-Length)")
+        return body
 
     # ---- routes -----------------------------------------------------------------
     def do_GET(self):
@@ -179,7 +399,7 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         exp = self.server.exporter
         if path == "/-/reload":
-            if not self._basic_ok():     # drains the body itself when it refuses
+            if not self._admin_ok():     # drains the body itself when it refuses
                 return
             self._drain()
             try:
@@ -196,21 +416,22 @@ class Handler(BaseHTTPRequestHandler):
                 return
         elif not self._basic_ok():
             return
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            return self._error(411, "send the body with a Content-Length, not chunked")
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            return self._error(400, "Content-Length is not a whole number of bytes")
+        length = self._body_length()
+        if length is None:
+            return
         if length > exp.settings.max_body_bytes:
             self.close_connection = True
             return self._error(413, f"body of {length} bytes is larger than the limit of "
                                     f"{exp.settings.max_body_bytes} bytes; send smaller batches")
-        body = self.rfile.read(length) if length else b""
+        try:
+            body = self._read_body(length) if length else b""
+        except (ValueError, TimeoutError) as e:     # nothing of a partial body is recorded
+            self.close_connection = True
+            exp.count_rejected("malformed")
+            try:
+                return self._error(400, f"incomplete body, nothing recorded: {e}")
+            except OSError:
+                return
         try:
             objs = decode(body, self.headers.get("Content-Type"))
         except BodyError as e:
@@ -226,6 +447,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(503, f"events not recorded, retry later: {e}", {"Retry-After": "1"})
         body = result.to_dict()
         if result.rejected:
+            body["rejected_count"] = len(result.rejected)
+            if len(result.rejected) > MAX_REJECTED_LISTED:
+                body["rejected"] = result.rejected[:MAX_REJECTED_LISTED]     # the count says how many more
             first = result.rejected[0]
             ident = f' (id "{first["id"]}")' if first["id"] else ""
             where = f'{first["field"]}: ' if first["field"] else ""
@@ -240,6 +464,7 @@ def serve(exporter: App) -> Server:
     Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
     srv = Server((host, port), Handler)
     srv.exporter = exporter
+    srv.max_connections = getattr(exporter.settings, "max_connections", None) or default_max_connections()
     if exporter.web is not None and exporter.web.tls_enabled:
         srv.ssl_context = exporter.web.ssl_context()
     log.info("listening on %s", exporter.url if exporter.http else f"{host}:{srv.server_address[1]}")

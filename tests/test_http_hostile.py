@@ -1,0 +1,197 @@
+"""Hostile HTTP clients: loose framing, huge numbers, huge rejections, slow and idle
+connections past the cap, anonymous reloads. Bad input gets a 4xx, never a 5xx or a
+connection closed without an answer, and nothing of a broken request is recorded."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from costmeter.server import http as http_mod
+from costmeter.server.exporter import Exporter
+from exporter_support import parse_metrics, sample
+
+EVENT = {"provider": "openai", "model": "gpt-4o-mini", "tenant": "t", "cost_usd": 0.01}
+
+
+@pytest.fixture
+def exp(tmp_path):
+    e = Exporter.embedded(state_dir=str(tmp_path / "state"))
+    yield e
+    e.stop()
+
+
+def raw(exp, data: bytes, shut_write: bool = False, timeout: float = 10.0) -> bytes:
+    """Send bytes on a fresh connection; return everything the server answers until it closes."""
+    host, port = exp.http.server_address[:2]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if shut_write:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def status(resp: bytes) -> int:
+    return int(resp.split(b" ", 2)[1]) if resp.startswith(b"HTTP/1.1 ") else 0
+
+
+def accepted(exp) -> float:
+    m = parse_metrics(requests.get(exp.url + "/metrics").text)
+    return sample(m, "costmeter_ingest_events_total")
+
+
+def ndjson(n: int) -> bytes:
+    return b"".join(json.dumps(dict(EVENT, id=f"e{i}")).encode() + b"\n" for i in range(n))
+
+
+def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_recorded(exp):
+    body = ndjson(10)
+    part = body[: body.index(b"\n", len(body) * 6 // 10) + 1]          # 6 whole lines of 10
+    head = (f"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    resp = raw(exp, head + part, shut_write=True)
+    assert status(resp) == 400 and b"incomplete body" in resp and b"nothing recorded" in resp
+    assert accepted(exp) == 0
+
+
+@pytest.mark.parametrize("headers,code,words", [
+    ("Transfer-Encoding: gzip, chunked\r\n", 411, b"not chunked"),
+    ("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", 411, b"not chunked"),
+    ("Transfer-Encoding: gzip\r\n", 400, b"does not end in chunked"),
+    ("Content-Length: 5\r\nContent-Length: 6\r\n", 400, b"2 Content-Length headers"),
+    ("Content-Length: 5, 5\r\n", 400, b"not a whole number"),
+    ("Content-Length: +5\r\n", 400, b"not a whole number"),
+    ("Content-Length: 99999999999999999999999\r\n", 400, b"not a whole number"),
+])
+def test_ambiguous_framing_gets_400_or_411_and_the_connection_closes(exp, headers, code, words):
+    body = b'{"provider":"a"}'
+    resp = raw(exp, f"POST /v1/events HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + body)
+    assert status(resp) == code and words in resp and b"Connection: close" in resp
+    assert accepted(exp) == 0
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "application/x-ndjson"])
+@pytest.mark.parametrize("field", ["input_tokens", "cost_usd", "timestamp", "mystery"])
+def test_a_5000_digit_integer_gets_422_naming_event_and_field(exp, ctype, field):
+    big = "9" * 5000
+    text = json.dumps(dict(EVENT, id="big")).replace('"id"', f'"{field}": {big}, "id"', 1)
+    good = json.dumps(dict(EVENT, id="ok"))
+    body = f"[{good}, {text}]" if ctype == "application/json" else f"{good}\n{text}\n"
+    r = requests.post(exp.url + "/v1/events", data=body, headers={"Content-Type": ctype}, timeout=10)
+    assert r.status_code == 422, r.text
+    rej = r.json()["rejected"]
+    assert [(x["index"], x["id"], x["field"]) for x in rej] == [(1, "big", field)]
+    assert r.json()["accepted"] == 1
+
+
+def test_a_huge_rejection_is_answered_with_the_first_hundred_and_a_count(exp):
+    body = b"[" + b",".join([b"1"] * 100_000) + b"]"                   # 200 KB of non-objects
+    r = requests.post(exp.url + "/v1/events", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    out = r.json()
+    assert len(out["rejected"]) == 100 and out["rejected_count"] == 100_000
+    assert out["rejected"][0]["index"] == 0 and "100000 of 100000 events rejected" in out["error"]
+    assert len(r.content) < 50_000
+
+
+def test_reload_needs_a_bearer_token_when_tokens_are_configured(exp):
+    exp.settings.bearer_tokens = ("s3cret",)
+    assert requests.post(exp.url + "/-/reload").status_code == 401
+    assert requests.post(exp.url + "/-/reload", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert requests.post(exp.url + "/-/reload", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_headers_that_trickle_in_are_cut_off_at_the_header_deadline(exp, monkeypatch):
+    monkeypatch.setattr(http_mod, "HEADER_TIMEOUT", 1.0)
+    port = exp.http.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t0 = time.monotonic()
+        closed = False
+        for ch in b"GET /metrics HTTP/1.1\r\nHost: slow\r\n":               # a byte every 0.2 s
+            try:
+                s.sendall(bytes([ch]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+            s.setblocking(False)
+            try:
+                if s.recv(1) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                s.setblocking(True)
+        assert closed and time.monotonic() - t0 < 4, "a trickling client kept its connection"
+
+
+def test_a_stalled_body_is_cut_off_with_400_at_the_body_deadline(exp, monkeypatch):
+    monkeypatch.setattr(http_mod, "BODY_TIMEOUT", 1.0)
+    t0 = time.monotonic()
+    port = exp.http.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[{\"provider\":")
+        resp = s.recv(65536)
+    assert status(resp) == 400 and b"not received in time" in resp
+    assert time.monotonic() - t0 < 5
+    assert accepted(exp) == 0
+
+
+def test_metrics_stays_reachable_when_idle_sockets_fill_the_connection_cap(exp):
+    exp.http.max_connections = 20
+    port = exp.http.server_address[1]
+    socks = []
+    try:
+        for _ in range(60):                               # three times the cap, all stalled mid-headers
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        time.sleep(0.5)
+        assert exp.http.connections() <= 20
+        threads = threading.active_count()
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            r = requests.get(exp.url + "/metrics", timeout=5)
+            times.append(time.monotonic() - t0)
+            assert r.status_code == 200
+        assert max(times) < 2
+        assert exp.http.evicted >= 40 and threading.active_count() <= threads + 2
+        # a request in progress is never evicted: a POST with its body pending keeps going
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        body = json.dumps([dict(EVENT, id="slow")]).encode()
+        s.sendall(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        time.sleep(0.3)
+        for _ in range(30):                               # more newcomers evict the idle ones only
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.3)
+        s.sendall(body)
+        assert status(s.recv(65536)) == 200
+        s.close()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_the_sdk_counts_every_rejected_event_past_the_listed_hundred(exp):
+    from costmeter.sdk.shipper import HttpSink
+    sink = HttpSink(exp.url)
+    try:
+        status_, rejected = sink.send([dict(EVENT, id=f"bad{i}", input_tokens=-1) for i in range(150)])
+    finally:
+        sink.close()
+    assert status_ == "ok" and len(rejected) == 150
