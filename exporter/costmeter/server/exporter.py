@@ -224,8 +224,8 @@ class Exporter:
             self.budgets.reconfigure(budget_config)
             if web is not None:
                 self.web = web
-                if self.http is not None and web.tls_enabled:
-                    self.http.ssl_context = web.ssl_context()
+                if self.http is not None:    # new connections follow the file: TLS on, changed or off
+                    self.http.ssl_context = web.ssl_context() if web.tls_enabled else None
             self._unpriced_logged.clear()
         self.reload_ok, self.reload_time = True, time.time()
         log.info("configuration reloaded")

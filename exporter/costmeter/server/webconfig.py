@@ -460,7 +460,13 @@ def _tls(doc: Doc, value: Any, base_dir: str) -> ssl.SSLContext | None:
             key_file = os.path.join(tmp, "key.pem")
             _write_private(key_file, tls["key"])
         try:
-            ctx.load_cert_chain(cert_file, key_file)
+            ctx.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+        except _EncryptedKey:
+            which = "key_file" if "key_file" in tls else "key"
+            shown = os.path.join(base_dir, tls["key_file"]) if "key_file" in tls else "the inline key"
+            raise doc.error(k(which), f"{shown}: the private key is encrypted with a passphrase, and costmeter "
+                                      "does not ask for one; decrypt it (for example: openssl pkey -in "
+                                      "KEY -out KEY.plain) and point key_file at the result") from None
         except ssl.SSLError as e:
             which = "key_file" if "key_file" in tls else "key"
             if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
@@ -478,6 +484,15 @@ def _tls(doc: Doc, value: Any, base_dir: str) -> ssl.SSLContext | None:
             raise doc.error(k("client_ca_file" if ca_file else "client_ca"),
                             f"cannot load CA certificates: {e.reason or e}") from None
     return ctx
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_passphrase() -> bytes:
+    """OpenSSL asks for a passphrase: never prompt (there may be a TTY), say why instead."""
+    raise _EncryptedKey()
 
 
 def _write_private(path: str, text: str) -> None:
