@@ -195,3 +195,13 @@ def test_the_sdk_counts_every_rejected_event_past_the_listed_hundred(exp):
     finally:
         sink.close()
     assert status_ == "ok" and len(rejected) == 150
+
+
+def test_an_unexpected_error_is_answered_not_dropped(exp, monkeypatch):
+    def broken():
+        raise KeyError("bug")
+    monkeypatch.setattr(exp, "render_metrics", broken)
+    r = requests.get(exp.url + "/metrics", timeout=5)
+    assert r.status_code == 500 and "KeyError" in r.json()["error"]
+    monkeypatch.undo()
+    assert requests.get(exp.url + "/-/healthy", timeout=5).status_code == 200

@@ -239,7 +239,16 @@ class Handler(BaseHTTPRequestHandler):
         r.what = "request headers"
         self.server.set_phase(self._fd, "wait")
         self._served += 1
-        super().handle_one_request()
+        self._answered = False
+        try:
+            super().handle_one_request()
+        except OSError:
+            raise                     # the connection itself failed: nobody to answer
+        except Exception as e:       # a bug: say so rather than drop the connection unanswered
+            log.exception("error while answering %s %s", self.command, self.path)
+            self.close_connection = True
+            if not self._answered:
+                self._error(500, f"internal error ({type(e).__name__}); the exporter log has the details")
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
@@ -253,6 +262,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- responses -----------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str, extra: dict | None = None) -> None:
+        self._answered = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
