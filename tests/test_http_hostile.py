@@ -205,3 +205,14 @@ def test_an_unexpected_error_is_answered_not_dropped(exp, monkeypatch):
     assert r.status_code == 500 and "KeyError" in r.json()["error"]
     monkeypatch.undo()
     assert requests.get(exp.url + "/-/healthy", timeout=5).status_code == 200
+
+
+def test_max_connections_comes_from_exporter_yaml(tmp_path):
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("web: {max_connections: 7}\n")
+    e = Exporter.embedded(state_dir=str(tmp_path / "state"), config_file=str(cfg))
+    try:
+        assert e.http.max_connections == 7
+    finally:
+        e.stop()
+    assert http_mod.default_max_connections() <= 512

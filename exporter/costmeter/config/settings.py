@@ -10,6 +10,7 @@ relative to the file's directory.
       listen_address: ":9469"
       config_file: web-config.yml      # TLS / basic auth, exporter-toolkit format
       max_body_bytes: 16777216         # larger POST bodies get 413
+      max_connections: 480             # default: half the fd limit less 64, at most 512
     storage:
       path: /var/lib/costmeter         # ledger.db and governance.jsonl live here
       snapshot_interval_seconds: 10
@@ -53,6 +54,7 @@ class Settings:
     listen_address: str = DEFAULT_LISTEN
     web_config_file: str | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    max_connections: int | None = None   # None: from the fd limit (server/http.py)
     state_dir: str = field(default_factory=default_state_dir)
     snapshot_interval_seconds: float = 10.0
     retention_days: float = 400.0
@@ -104,7 +106,8 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
 
         top = loader.expect_mapping(doc, (), doc.data, (
             "web", "storage", "budgets_file", "pricing_file", "governance_log", "ingest", "cardinality", "resources"))
-        web = loader.expect_mapping(doc, ("web",), top.get("web"), ("listen_address", "config_file", "max_body_bytes"))
+        web = loader.expect_mapping(doc, ("web",), top.get("web"), ("listen_address", "config_file", "max_body_bytes",
+                                                                           "max_connections"))
         if "listen_address" in web:
             s.listen_address = loader.expect_str(doc, ("web", "listen_address"), web["listen_address"])
             try:
@@ -115,6 +118,9 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
             s.web_config_file = rel(loader.expect_str(doc, ("web", "config_file"), web["config_file"]))
         if "max_body_bytes" in web:
             s.max_body_bytes = int(loader.expect_number(doc, ("web", "max_body_bytes"), web["max_body_bytes"], minimum=1024))
+        if "max_connections" in web:
+            s.max_connections = int(loader.expect_number(doc, ("web", "max_connections"), web["max_connections"],
+                                                         minimum=2, maximum=100_000))
         st = loader.expect_mapping(doc, ("storage",), top.get("storage"), ("path", "snapshot_interval_seconds", "retention_days"))
         if "path" in st:
             s.state_dir = rel(loader.expect_str(doc, ("storage", "path"), st["path"]))

@@ -474,7 +474,7 @@ def serve(exporter: App) -> Server:
     Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
     srv = Server((host, port), Handler)
     srv.exporter = exporter
-    srv.max_connections = getattr(exporter.settings, "max_connections", None) or default_max_connections()
+    srv.max_connections = exporter.settings.max_connections or default_max_connections()
     if exporter.web is not None and exporter.web.tls_enabled:
         srv.ssl_context = exporter.web.ssl_context()
     log.info("listening on %s", exporter.url if exporter.http else f"{host}:{srv.server_address[1]}")
