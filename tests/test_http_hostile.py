@@ -216,3 +216,10 @@ def test_max_connections_comes_from_exporter_yaml(tmp_path):
     finally:
         e.stop()
     assert http_mod.default_max_connections() <= 512
+
+
+def test_a_get_with_a_body_closes_so_the_body_is_never_read_as_a_request(exp):
+    smuggled = b"GET /-/reload HTTP/1.1\r\nHost: x\r\n\r\n"
+    resp = raw(exp, b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + b"%x\r\n" % len(smuggled) + smuggled + b"\r\n0\r\n\r\n")
+    assert resp.count(b"HTTP/1.1 ") == 1 and status(resp) == 200 and b"Connection: close" in resp

@@ -129,6 +129,7 @@ def test_a_missing_ledger_beside_an_old_governance_log_is_named(tmp_path):
     state = _filled_state(tmp_path, n=10)
     (state / "governance.jsonl").write_text('{"ts": 1}\n')
     (state / "ledger.db").unlink()
+    (state / "ledger.present").unlink()
     r = _run_serve(state)
     assert r.returncode == 1 and "ledger.db is missing" in r.stderr and "governance.jsonl" in r.stderr
 
@@ -140,3 +141,17 @@ def test_a_healthy_ledger_passes_the_check(tmp_path):
         assert exp.ready and exp.health["accepted"] == 10
     finally:
         exp.stop()
+
+
+def test_a_deleted_ledger_is_noticed_by_its_marker_and_an_old_wal_is_moved_aside(tmp_path):
+    state = _filled_state(tmp_path, n=10)
+    (state / "ledger.db").unlink()
+    (state / "ledger.db-wal").write_bytes(b"old wal")
+    r = _run_serve(state)
+    assert r.returncode == 1 and f"{state / 'ledger.db'} is missing" in r.stderr and "ledger.present" in r.stderr
+    led = Ledger(str(state), start_empty=True)
+    try:
+        assert led.count() == 0
+        assert any(p.name.startswith("ledger.db-wal.lost-") for p in state.iterdir())
+    finally:
+        led.close()

@@ -252,6 +252,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
+        if ok and self.command != "POST" and (self.headers.get("Transfer-Encoding") or
+                                              (self.headers.get("Content-Length") or "0").strip() != "0"):
+            self.close_connection = True     # a body we do not read must not be taken for the next request
         self.server.set_phase(self._fd, "busy")
         self._reader.deadline = None
         self.connection.settimeout(self.timeout)

@@ -25,6 +25,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from typing import Iterator, Sequence
 
 log = logging.getLogger("costmeter.server.ledger")
@@ -69,11 +70,14 @@ def _free_bytes(directory: str) -> int | str:
         return "unknown"
 
 
+MARKER = "ledger.present"     # beside ledger.db from its first open: says a ledger lives here
+
+
 def _emptied(state_dir: str, path: str) -> str | None:
     """Why ``state_dir`` looks like it held a ledger that is gone now, or None."""
     if os.path.exists(path):
         return f"{path} is empty (0 bytes)" if os.path.getsize(path) == 0 else None
-    for name in ("ledger.db-wal", "governance.jsonl"):
+    for name in (MARKER, "ledger.db-wal", "governance.jsonl"):
         other = os.path.join(state_dir, name)
         if os.path.exists(other) and os.path.getsize(other) > 0:
             return f"{path} is missing, but {other} is there from an earlier run"
@@ -100,6 +104,11 @@ class Ledger:
                               "--storage.start-empty to start with an empty ledger anyway.")
         if gone:
             log.warning("%s; starting with an empty ledger as --storage.start-empty asks", gone)
+            for suffix in ("-wal", "-shm"):     # an old WAL must not be replayed into the new file
+                if os.path.exists(self.path + suffix):
+                    aside = f"{self.path}{suffix}.lost-{int(time.time())}"
+                    os.replace(self.path + suffix, aside)
+                    log.warning("moved the old %s aside to %s", self.path + suffix, aside)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -110,7 +119,12 @@ class Ledger:
             raise self.damaged(e) from None
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        marker = os.path.join(state_dir, MARKER)
+        if not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write("costmeter keeps its ledger.db in this directory; if ledger.db goes missing while "
+                        "this file is here, costmeter refuses to start (see --storage.start-empty).\n")
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: ledger schema {row[0]} is newer than this costmeter ({SCHEMA_VERSION})")
 
     # ---- integrity ---------------------------------------------------------
