@@ -26,6 +26,9 @@ from costmeter.server.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROV
                      Ledger)
 from costmeter.pricing import PricingTable
 from costmeter.collectors.resources import ResourceSampler
+from costmeter.config.billing import BillingConfig, unknown_sources
+from costmeter.config.loader import ConfigErrors
+from costmeter.server.billing import BillingLink
 from costmeter.config.settings import Settings, load_settings
 from costmeter.server.http import serve
 from costmeter.server.store import Store
@@ -56,12 +59,19 @@ def _reason(err: EventError) -> str:
     return "invalid_field"
 
 
+def _check_billing_refs(budget_config, billing) -> None:
+    errors = unknown_sources(budget_config.billing_refs, budget_config.file, billing)
+    if errors:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+
+
 class Exporter:
     def __init__(self, settings: Settings | None = None):
         self.settings = s = settings or load_settings()
         # Load and validate everything before touching the state directory.
         self.pricing = PricingTable.load(s.pricing_file)
         self.budget_config = load_budgets(s.budgets_file)
+        _check_billing_refs(self.budget_config, s.billing)
         self.web = None
         if s.web_config_file:
             from costmeter.server.webconfig import load_web_config
@@ -71,6 +81,8 @@ class Exporter:
         self.governance: GovernanceLog | None = None
         self.budgets: BudgetBook | None = None
         self.resources = ResourceSampler(s.resources)
+        self.billing = BillingLink(s.billing or BillingConfig(), lambda: self.ledger.sums if self.ledger else None,
+                                   lambda: self.budgets)
         self.health = {"accepted": 0.0, "duplicates": 0.0, "rejected": {r: 0.0 for r in REJECT_REASONS}}
         self.applied_seq = 0
         self.snapshot_seq = -1
@@ -97,6 +109,7 @@ class Exporter:
             raise
         self.resources.sample()
         self._spawn(self._housekeeping, "costmeter-housekeeping")
+        self.billing.scheduler.start()
         if self.http is not None:
             self._spawn(self.http.serve_forever, "costmeter-http")
         self.ready = True
@@ -113,6 +126,7 @@ class Exporter:
             self.store.restore(state["store"])
             self.health.update(state.get("health", {}))
             self.resources.restore(state.get("resources", {}))
+            self.billing.scheduler.restore(state.get("billing", {}))
         replayed = 0
         for seq, row in self.ledger.replay(seq):
             self.store.apply(row)
@@ -122,6 +136,7 @@ class Exporter:
         # duplicates and rejections since the last snapshot are not (they leave no row)
         self.health["accepted"] += replayed
         self.budgets.restore(self.ledger.sums)
+        self.billing.push_budgets()
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
 
     def _spawn(self, target, name: str) -> None:
@@ -131,6 +146,7 @@ class Exporter:
 
     def stop(self) -> None:
         self._stop.set()
+        self.billing.scheduler.stop()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -170,6 +186,7 @@ class Exporter:
         try:
             pricing = PricingTable.load(s.pricing_file)
             budget_config = load_budgets(s.budgets_file)
+            _check_billing_refs(budget_config, s.billing)
             web = None
             if s.web_config_file:
                 from costmeter.server.webconfig import load_web_config
@@ -180,6 +197,7 @@ class Exporter:
         with self.ledger.lock:
             self.pricing, self.budget_config = pricing, budget_config
             self.budgets.reconfigure(budget_config)
+            self.billing.push_budgets()
             if web is not None:
                 self.web = web
                 if self.http is not None and web.tls_enabled:
@@ -273,7 +291,8 @@ class Exporter:
             seq = self.applied_seq
             state = {"store": self.store.state(), "health": {
                 "accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state()}
+                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state(),
+                "billing": self.billing.scheduler.state()}
         self.ledger.save_snapshot(SNAPSHOT, seq, state)
         self.snapshot_seq = seq
 
@@ -287,6 +306,7 @@ class Exporter:
             overflow = dict(self.store.guard.overflow)
         out.append(self._budget_families())
         out.append(self._resource_families())
+        out.append(self.billing.render())
         out.append(gauge_family("costmeter_build_info", "costmeter version; always 1.", ("version",),
                                 [((__version__,), 1.0)]))
         out.append(gauge_family("costmeter_ingest_events_total", "Usage events accepted and durably recorded.",
