@@ -79,6 +79,8 @@ class AnthropicCosts:
                 day = datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(timezone.utc).date()
             except ValueError:
                 raise PullError(f"GET {PATH}: {where}.starting_at is not an RFC 3339 time: {raw!r}") from None
+            if not out.start <= day < out.end:
+                raise PullError(f"GET {PATH}: {where} is for {day}, outside the requested days")
             for j, r in enumerate(_field(bucket, "results", list, where)):
                 w = f"{where}.results[{j}]"
                 if not isinstance(r, dict):

@@ -161,8 +161,10 @@ class BillingScheduler:
     """
 
     def __init__(self, config: BillingConfig, clock: Callable[[], float] | None = None,
-                 clients: dict[str, Client] | None = None, on_pull: Callable[[str], None] | None = None):
+                 clients: dict[str, Client] | None = None, on_pull: Callable[[str], None] | None = None,
+                 sleep: Callable[[float], None] | None = None):
         self.config = config
+        self._sleep_fn = sleep
         self._clock = clock or (lambda: time.time())
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -172,6 +174,9 @@ class BillingScheduler:
         self._threads: list[threading.Thread] = []
 
     def _sleep(self, seconds: float) -> None:
+        """Waits between retries; a stopping exporter ends them early."""
+        if self._sleep_fn is not None:
+            return self._sleep_fn(seconds)
         if self._stop.wait(max(0.0, seconds)):
             raise PullError("the exporter is stopping")
 

@@ -67,6 +67,8 @@ class OpenAICosts:
             if not isinstance(bucket, dict):
                 raise PullError(f"GET {PATH}: {where} is not an object")
             day = utc_day(_field(bucket, "start_time", int, where))
+            if not out.start <= day < out.end:
+                raise PullError(f"GET {PATH}: {where} is for {day}, outside the requested days")
             for j, r in enumerate(_field(bucket, "results", list, where)):
                 w = f"{where}.results[{j}]"
                 if not isinstance(r, dict):
