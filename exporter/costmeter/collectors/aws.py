@@ -44,11 +44,12 @@ class CostExplorer:
     def _ce(self):
         if self._client is None:
             try:
-                import boto3
+                import boto3.session
                 from botocore.config import Config
             except ImportError:
                 raise PullError("boto3 is not installed: pip install 'costmeter[aws]'") from None
-            self._client = boto3.client(
+            # An own session: boto3's default one is shared with the host program and caches credentials.
+            self._client = boto3.session.Session().client(
                 "ce", region_name=self.cfg.region or "us-east-1", endpoint_url=self.cfg.endpoint_url,
                 config=Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60))
         return self._client
