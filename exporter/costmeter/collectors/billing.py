@@ -254,7 +254,7 @@ class BillingScheduler:
         """Per source: health and month-to-date billed spend by (provider, service)."""
         today = utc_day(self._clock() if now is None else now)
         with self._lock:
-            return [{"source": name, "up": st.up, "last_success": st.last_success, "api_cost_usd": st.api_cost_usd,
+            return [{"source": name, "interval": self.config.get(name).interval, "up": st.up, "last_success": st.last_success, "api_cost_usd": st.api_cost_usd,
                      "duration": st.duration, "billed": st.month_to_date(today)}
                     for name, st in self.states.items()]
 

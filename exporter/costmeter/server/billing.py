@@ -104,6 +104,9 @@ class BillingLink:
             gauge_family("costmeter_billing_api_cost_usd_total",
                          "What the billing pulls themselves cost (AWS Cost Explorer bills $0.01 a request).", src,
                          [((s["source"],), s["api_cost_usd"]) for s in snap], "counter"),
+            gauge_family("costmeter_billing_interval_seconds",
+                         "How often the billing source is pulled (exporter.yaml; each pull is jittered by 10 %).",
+                         src, [((s["source"],), s["interval"]) for s in snap]),
             gauge_family("costmeter_billing_pull_duration_seconds", "How long the last pull of the billing source took.",
                          src, [((s["source"],), s["duration"]) for s in snap]),
         ))
