@@ -15,7 +15,7 @@ One bucket per day in the requested range (empty days have no results, as
 the vendors answer), ``page_size`` buckets a page (default: the request's
 ``limit``), ``next_page`` an opaque token while ``has_more``. A wrong key
 gets 401 in the vendor's error shape. ``srv.fail_next(status, n, headers)``
-makes the next n requests fail; ``srv.raw_next(body)`` answers the next
+makes the next n requests fail; ``srv.delay`` holds every answer back; ``srv.raw_next(body)`` answers the next
 request with that body as is. Every request is recorded in ``srv.requests``
 as (path, query params as a list of pairs, headers). Only 127.0.0.1 is bound.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -53,6 +54,7 @@ class FakeBillingServer:
         self.openai_costs: dict[date, list[dict]] = {}
         self.anthropic_costs: dict[date, list[dict]] = {}
         self.page_size: int | None = None
+        self.delay = 0.0                 # seconds to wait before answering
         self.requests: list[tuple[str, list[tuple[str, str]], dict]] = []
         self._fail: list[tuple[int, dict]] = []
         self._raw: list[bytes] = []
@@ -138,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
             srv.requests.append((u.path, pairs, dict(self.headers)))
             fail = srv._fail.pop(0) if srv._fail else None
             raw = srv._raw.pop(0) if srv._raw and fail is None else None
+        if srv.delay:
+            time.sleep(srv.delay)
         if fail is not None:
             status, headers = fail
             return self._send(status, json.dumps({"error": {"type": "error", "message": f"HTTP {status}"}}).encode(),

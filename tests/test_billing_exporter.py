@@ -1,0 +1,89 @@
+"""Billing pulls inside a running exporter: the first pull at start-up, /metrics never waits on
+a vendor, a refused key keeps the last values and the exporter serving, and billed values and
+the pulls' own cost survive a restart."""
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import pytest
+import requests
+from freezegun import freeze_time
+
+from costmeter.config.settings import load_settings
+from costmeter.server.exporter import Exporter
+from fakes.billing_server import FakeBillingServer, openai_result
+
+KEY = "sk-admin-exporter-test-0123456789"
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def start(tmp_path, srv) -> Exporter:
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("billing:\n  interval: 1h\n  sources:\n"
+                   f'    - {{name: openai, type: openai, api_key_env: TEST_EXPORTER_OPENAI_KEY, base_url: "{srv.url}"}}\n')
+    settings = load_settings(str(cfg), {"state_dir": str(tmp_path / "state"), "listen_address": "127.0.0.1:0"})
+    return Exporter(settings).start()
+
+
+def source(ex: Exporter) -> dict:
+    return ex.billing.scheduler.snapshot()[0]
+
+
+@pytest.fixture
+def srv(monkeypatch):
+    monkeypatch.setenv("TEST_EXPORTER_OPENAI_KEY", KEY)
+    with FakeBillingServer(openai_key=KEY) as s:
+        s.openai_costs = {date(2026, 11, 2): [openai_result(4.5, "gpt-4o-2024-08-06, input")],
+                          date(2026, 11, 3): [openai_result(1.5, "gpt-4o-2024-08-06, output")]}
+        yield s
+
+
+BILLED = 'cost_billed_usd{source="openai",provider="openai",service="gpt-4o-2024-08-06, input"} 4.5'
+
+
+def test_first_pull_at_start_up_and_a_refused_key_after_restart_keeps_the_values(srv, tmp_path, caplog):
+    with freeze_time("2026-11-04 10:00:00", tick=True):
+        ex = start(tmp_path, srv)
+        try:
+            wait_for(lambda: source(ex)["up"] == 1.0)
+            text = requests.get(ex.url + "/metrics", timeout=10).text
+            assert BILLED in text and 'costmeter_billing_up{source="openai"} 1.0' in text
+            first_success = source(ex)["last_success"]
+        finally:
+            ex.stop()
+        srv.openai_key = "sk-admin-revoked"       # the admin key was revoked while the exporter was down
+        n = len(srv.requests)
+        ex = start(tmp_path, srv)
+        try:
+            wait_for(lambda: len(srv.requests) > n and "pull failed" in caplog.text)
+            text = requests.get(ex.url + "/metrics", timeout=10).text
+        finally:
+            ex.stop()
+    assert BILLED in text                                      # restored from the snapshot, kept
+    assert 'costmeter_billing_up{source="openai"} 0.0' in text
+    assert f'costmeter_billing_last_success_timestamp_seconds{{source="openai"}} {first_success!r}' in text
+    assert "TEST_EXPORTER_OPENAI_KEY" in caplog.text and KEY not in caplog.text
+
+
+def test_a_scrape_never_waits_on_a_vendor(srv, tmp_path):
+    srv.delay = 3.0
+    with freeze_time("2026-11-04 10:00:00", tick=True):
+        ex = start(tmp_path, srv)
+        try:
+            wait_for(lambda: len(srv.requests) == 1)            # the start-up pull is in flight
+            t0 = time.monotonic()
+            text = requests.get(ex.url + "/metrics", timeout=10).text
+            took = time.monotonic() - t0
+            assert source(ex)["up"] == 0.0                     # still waiting on the vendor
+        finally:
+            srv.delay = 0.0
+            ex.stop()
+    assert took < 1.0
+    assert 'costmeter_billing_up{source="openai"} 0.0' in text
