@@ -87,3 +87,25 @@ def test_a_scrape_never_waits_on_a_vendor(srv, tmp_path):
             ex.stop()
     assert took < 1.0
     assert 'costmeter_billing_up{source="openai"} 0.0' in text
+
+
+def test_ratio_from_the_ledger_over_the_billed_complete_days(srv, tmp_path):
+    srv.anthropic_costs = {}
+    with freeze_time("2026-11-04 10:00:00", tick=True):
+        ex = start(tmp_path, srv)
+        try:
+            wait_for(lambda: source(ex)["up"] == 1.0)
+            events = [  # Nov 2 and 3 are billed ($6.00); Nov 1 (not billed) and today are left out
+                {"provider": "openai", "model": "gpt-4o", "cost_usd": 3.0, "timestamp": "2026-11-02T08:00:00Z"},
+                {"provider": "openai", "model": "gpt-4o", "cost_usd": 3.9, "timestamp": "2026-11-03T23:59:59Z"},
+                {"provider": "openai", "model": "gpt-4o", "cost_usd": 50.0, "timestamp": "2026-11-01T12:00:00Z"},
+                {"provider": "openai", "model": "gpt-4o", "cost_usd": 50.0, "timestamp": "2026-11-04T09:00:00Z"},
+                {"provider": "anthropic", "model": "claude", "cost_usd": 2.0, "timestamp": "2026-11-02T08:00:00Z"},
+            ]
+            assert ex.ingest(events).accepted == 5
+            assert ex.billing.scheduler.pull("openai")
+            text = requests.get(ex.url + "/metrics", timeout=10).text
+        finally:
+            ex.stop()
+    assert 'cost_estimate_to_billed_ratio{source="openai",provider="openai"} 1.15' in text   # 6.90 / 6.00
+    assert 'provider="anthropic"} ' not in text.split("cost_estimate_to_billed_ratio", 1)[1].split("# HELP", 1)[0]
