@@ -54,6 +54,7 @@ class AnthropicCosts:
         base = [("starting_at", _rfc3339(start)), ("ending_at", _rfc3339(end)), ("bucket_width", "1d"),
                 ("group_by[]", "description"), ("limit", "31")]
         out = Pull(start, end)
+        before = self.http.requests
         page, seen = None, set()
         for _ in range(MAX_PAGES):
             body = self.http.get(url, base + ([("page", page)] if page else []), headers)
@@ -66,7 +67,7 @@ class AnthropicCosts:
             seen.add(page)
         else:
             raise PullError(f"GET {PATH}: more than {MAX_PAGES} pages")
-        out.requests = self.http.requests
+        out.requests = self.http.requests - before
         return out
 
     def _page(self, body: dict, out: Pull) -> None:

@@ -46,6 +46,7 @@ class OpenAICosts:
         base = [("start_time", str(int(day_start_ts(start)))), ("end_time", str(int(day_start_ts(end)))),
                 ("bucket_width", "1d"), ("group_by[]", "line_item"), ("group_by[]", "project_id"), ("limit", "31")]
         out = Pull(start, end)
+        before = self.http.requests
         page, seen = None, set()
         for _ in range(MAX_PAGES):
             body = self.http.get(url, base + ([("page", page)] if page else []), headers)
@@ -58,7 +59,7 @@ class OpenAICosts:
             seen.add(page)
         else:
             raise PullError(f"GET {PATH}: more than {MAX_PAGES} pages")
-        out.requests = self.http.requests
+        out.requests = self.http.requests - before
         return out
 
     def _page(self, body: dict, out: Pull) -> None:
