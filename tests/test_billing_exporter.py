@@ -109,3 +109,54 @@ def test_ratio_from_the_ledger_over_the_billed_complete_days(srv, tmp_path):
             ex.stop()
     assert 'cost_estimate_to_billed_ratio{source="openai",provider="openai"} 1.15' in text   # 6.90 / 6.00
     assert 'provider="anthropic"} ' not in text.split("cost_estimate_to_billed_ratio", 1)[1].split("# HELP", 1)[0]
+
+
+def test_a_budget_reload_keeps_the_billed_spend(srv, tmp_path):
+    (tmp_path / "budgets.yaml").write_text("budgets:\n  - {name: llm-bill, billing_source: openai, period: monthly, "
+                                           "limit_usd: 10}\n")
+    with freeze_time("2026-11-04 10:00:00", tick=True):
+        cfg = tmp_path / "exporter.yaml"
+        cfg.write_text("budgets_file: budgets.yaml\nbilling:\n  sources:\n"
+                       f'    - {{name: openai, type: openai, api_key_env: TEST_EXPORTER_OPENAI_KEY, base_url: "{srv.url}"}}\n')
+        settings = load_settings(str(cfg), {"state_dir": str(tmp_path / "state"), "listen_address": None})
+        ex = Exporter(settings).start(serve_http=False)
+        try:
+            wait_for(lambda: ex.budgets.get("llm-bill")[0].spend_usd == 6.0)
+            (tmp_path / "budgets.yaml").write_text("budgets:\n  - {name: llm-bill, billing_source: openai, "
+                                                   "period: monthly, limit_usd: 20}\n")
+            ex.reload()
+            st = ex.budgets.get("llm-bill")[0]
+        finally:
+            ex.stop()
+    assert (st.spend_usd, st.limit_usd, st.utilization_ratio) == (6.0, 20.0, 0.3)
+
+
+def test_pulls_repeat_every_interval_with_jitter(monkeypatch):
+    from costmeter.collectors import billing
+    from costmeter.collectors.billing import BillingScheduler, Pull
+    from costmeter.config.billing import BillingConfig, SourceConfig
+
+    class Client:
+        calls = 0
+
+        def pull(self, start, end):
+            Client.calls += 1
+            return Pull(start, end)
+
+    waits = []
+
+    class Stop:
+        def is_set(self):
+            return False
+
+        def wait(self, seconds):
+            waits.append(seconds)
+            return len(waits) == 3            # "stop" after the third wait
+
+    monkeypatch.setattr(billing.random, "uniform", lambda a, b: (a, b)[len(waits) % 2])
+    cfg = SourceConfig("s", "openai", interval=600.0)
+    s = BillingScheduler(BillingConfig(600.0, [cfg]), clients={"s": Client()})
+    s._stop = Stop()
+    s._loop(cfg)
+    assert Client.calls == 3                  # the first pull did not wait
+    assert waits == [540.0, 660.0, 540.0]     # interval x 0.9 .. 1.1
