@@ -103,8 +103,10 @@ class SourceState:
         self.api_cost_usd = 0.0
         self.duration = 0.0
         self.error: str | None = None
+        self._mtd: tuple[date, dict] | None = None     # month_to_date, until the next replace or day
 
     def replace(self, pull: Pull) -> None:
+        self._mtd = None
         d = pull.start
         while d < pull.end:
             self.days.pop(d, None)
@@ -116,11 +118,15 @@ class SourceState:
             del self.days[day]
 
     def month_to_date(self, today: date) -> dict[tuple[str, str], float]:
+        """Billed USD by (provider, service) over this month's days; computed once per pull and day."""
+        if self._mtd is not None and self._mtd[0] == today:
+            return self._mtd[1]
         first, out = month_start(today), {}
         for day, by in self.days.items():
             if first <= day <= today:
                 for k, v in by.items():
                     out[k] = out.get(k, 0.0) + v
+        self._mtd = (today, out)
         return out
 
     def state(self) -> dict:
@@ -135,7 +141,7 @@ class SourceState:
         except (TypeError, ValueError, AttributeError) as e:
             log.warning("billing source %s: ignoring saved state (%s)", self.name, e)
             return
-        self.days, self.last_success = days, max(self.last_success, last)
+        self.days, self.last_success, self._mtd = days, max(self.last_success, last), None
         self.api_cost_usd = max(self.api_cost_usd, cost)
 
 
@@ -255,7 +261,7 @@ class BillingScheduler:
         today = utc_day(self._clock() if now is None else now)
         with self._lock:
             return [{"source": name, "interval": self.config.get(name).interval, "up": st.up, "last_success": st.last_success, "api_cost_usd": st.api_cost_usd,
-                     "duration": st.duration, "billed": st.month_to_date(today)}
+                     "duration": st.duration, "billed": dict(st.month_to_date(today))}
                     for name, st in self.states.items()]
 
     def billed_days(self, name: str, provider: str, today: date) -> dict[date, float]:

@@ -27,7 +27,7 @@ import math
 import os
 import re
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Iterable
 
 from costmeter.collectors.billing import Pull, PullError
@@ -66,8 +66,8 @@ def _cost(value: Any) -> float:
         v = float(value)
     elif isinstance(value, str):
         try:
-            v = float(Decimal(value.strip()))
-        except InvalidOperation:
+            v = float(value)
+        except ValueError:
             raise ValueError(f"BilledCost {value!r} is not a number") from None
     else:
         raise ValueError(f"BilledCost {value!r} is not a number")
@@ -160,16 +160,23 @@ def _check_columns(path: str, names: list[str]) -> None:
 
 def _sum(path: str, rows: Iterable[tuple[int, dict]]) -> Totals:
     out: Totals = {}
+    days: dict[Any, date] = {}          # an export repeats a few dozen distinct values per column
+    providers: dict[str, str] = {}
     for line, row in rows:
         try:
             currency = row.get("BillingCurrency")
-            if currency not in (None, "") and str(currency).upper() != "USD":
+            if currency and currency != "USD" and str(currency).upper() != "USD":
                 raise ValueError(f"BillingCurrency is {currency!r}, costmeter reports USD")
-            provider = next((row[c] for c in PROVIDER_COLUMNS if row.get(c)), None)
+            provider = row.get("ProviderName") or row.get("ServiceProviderName")
             if not isinstance(provider, str):
                 raise ValueError("ProviderName is empty")
-            service = row.get("ServiceName") or "unspecified"
-            k = (_day(row.get("ChargePeriodStart")), provider_name(provider), str(service))
+            if provider not in providers:
+                providers[provider] = provider_name(provider)
+            start = row.get("ChargePeriodStart")
+            day = days.get(start)
+            if day is None:
+                day = days[start] = _day(start)
+            k = (day, providers[provider], str(row.get("ServiceName") or "unspecified"))
             out[k] = out.get(k, 0.0) + _cost(row.get("BilledCost"))
         except ValueError as e:
             raise PullError(f"{path}:{line}: {e}") from None
