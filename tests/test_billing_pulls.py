@@ -168,6 +168,17 @@ def test_5xx_retried_with_backoff_then_given_up_until_the_next_interval(srv, sch
     assert health(sched, "openai")[0] == 1.0
 
 
+def test_timeouts_are_retried_then_an_error(srv, sched, sleeps, monkeypatch, caplog):
+    from costmeter.collectors import billing_http
+    monkeypatch.setattr(billing_http, "TIMEOUT", (2.0, 0.1))
+    srv.delay = 0.3
+    assert not sched.pull("openai")
+    assert len([r for r in srv.requests if r[0] == OPENAI_PATH]) == ATTEMPTS
+    assert len(sleeps) == ATTEMPTS - 1
+    assert "GET /v1/organization/costs timed out; gave up after 4 attempts" in caplog.text
+    srv.delay = 0.0
+
+
 def test_connection_refused_is_retried_then_an_error(sleeps):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
