@@ -64,7 +64,7 @@ class FakeBillingServer:
         class Handler(_Handler):
             state = srv
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -112,6 +112,13 @@ class FakeBillingServer:
         data = [{"starting_at": f"{d}T00:00:00Z", "ending_at": f"{d + timedelta(days=1)}T00:00:00Z",
                  "results": list(self.anthropic_costs.get(d, []))} for d in chunk]
         return {"data": data, "has_more": more, "next_page": nxt}
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):   # a client that timed out
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
