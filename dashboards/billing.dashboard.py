@@ -1,5 +1,5 @@
 """costmeter-billing: what the vendors billed against what costmeter estimated, and the billing pulls' health."""
-from costmeter_dashboards import (GREEN, RED, YELLOW, bars, dashboard, dashed, provider_variable, query_variable,
+from costmeter_dashboards import (GREEN, RED, YELLOW, bars, dashboard, dashed, query_variable,
                                   row, sel, stat, steps, table, timeseries)
 
 SP = sel("source", "provider")
@@ -35,4 +35,5 @@ dashboard = dashboard("costmeter-billing", "Billed spend this month (from the ve
     ], w=12, h=8, rename={"source": "Source"}, hide=("Time", "job", "instance")),
     timeseries("Sources up", [(f"min by (source) (costmeter_billing_up{{{SRC}}})", "{{source}}")], "bool_yes_no",
                w=12, minimum=0, maximum=1),
-], [query_variable("source", "Billing source", "costmeter_billing_up"), provider_variable()])
+], [query_variable("source", "Billing source", "costmeter_billing_up"),
+    query_variable("provider", "Provider", "cost_provider_api_calls_total")])

@@ -42,5 +42,9 @@ dashboard = dashboard("costmeter-budgets", "Utilization of each budget against i
     ], w=12, h=9, sort_by="Forecast", rename={"budget": "Budget", "period": "Period"},
         description="Budgets whose forecast exceeds the limit, and when spend reaches the limit at the "
                     "current rate (linear within the period)."),
+    timeseries("Utilization reported by each exporter",
+               [(f"cost_budget_utilization_ratio{{{S}}}", "{{instance}} {{budget}} {{period}}")], "percentunit",
+               w=24, h=7, description="Each exporter's own share of a budget (sharded by tenant); the panels "
+                                      "above sum the shares."),
 ], [budget_variable(), period_variable()],
     annotations=alert_annotations('alertname=~"CostBudget.*",budget=~"$budget"'))
