@@ -117,6 +117,13 @@ def _targets(exprs) -> list[g.Target]:
     return [target(e, legend, chr(ord("A") + i)) for i, (e, legend) in enumerate(exprs)]
 
 
+def increase_in_range(counter: str, by: str) -> str:
+    """Calls of ``counter`` in the dashboard range, by ``by``, including series first seen in the
+    range, whose first samples increase() cannot see (as the CostUnpricedModel alert does)."""
+    return (f"sum by ({by}) (increase({counter}[$__range]) > 0 "
+            f"or ({counter} > 0 unless {counter} offset $__range))")
+
+
 def _size(w: int, h: int) -> g.GridPos:
     return g.GridPos(h=h, w=w, x=0, y=0)       # x and y are set by layout()
 

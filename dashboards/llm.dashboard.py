@@ -1,5 +1,6 @@
 """costmeter-llm: tokens, calls, errors, cost per request and per token, caching, unpriced models."""
-from costmeter_dashboards import (CACHE_HIT_TARGET, GREEN, RED, YELLOW, bars, dashboard, model_variable,
+from costmeter_dashboards import (CACHE_HIT_TARGET, GREEN, RED, YELLOW, bars, dashboard, increase_in_range,
+                                  model_variable,
                                   provider_variable, row, sel, stat, steps, table, tenant_variable, timeseries)
 
 S = sel("tenant", "provider", "model")
@@ -56,8 +57,7 @@ dashboard = dashboard("costmeter-llm", "Tokens by type, calls and errors, cost p
                thresholds=steps(RED, (CACHE_HIT_TARGET, GREEN)), threshold_style="dashed"),
     row("Pricing"),
     table("Unpriced models", [
-        (f"sum by (provider, model) (increase(costmeter_unpriced_calls_total{{{PM}}}[$__range])) > 0",
-         "Calls in range", "short"),
+        (increase_in_range(f"costmeter_unpriced_calls_total{{{PM}}}", "provider, model"), "Calls in range", "short"),
     ], w=24, h=6, sort_by="Calls in range", rename={"provider": "Provider", "model": "Model"},
         description="Models with no price: their calls are counted, their cost is unknown (never $0). "
                     "Add them to pricing.yaml; `costmeter pricing show MODEL` explains how a name resolves."),

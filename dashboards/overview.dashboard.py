@@ -1,10 +1,11 @@
 """costmeter-overview: what are we spending, how fast, and which budgets are in trouble."""
-from costmeter_dashboards import (BUDGET_STATUS, GREEN, RED, YELLOW, bars, budget_table, budget_variable, dashboard, period_variable,
+from costmeter_dashboards import (BUDGET_STATUS, GREEN, RED, YELLOW, bars, budget_table, increase_in_range, budget_variable, dashboard, period_variable,
                                   model_variable, provider_variable, row, sel, stat, steps, tenant_variable,
                                   timeseries)
 
 S = sel("tenant", "provider", "model")
 SPEND = f"cost_request_cost_usd_sum{{{S}}}"
+UNPRICED = f"costmeter_unpriced_calls_total{{{sel('provider', 'model')}}}"
 # Month elapsed as a fraction, 0-1, in UTC.
 MONTH_ELAPSED = "(((day_of_month() - 1) * 86400 + time() % 86400) / (days_in_month() * 86400))"
 FORECAST = ('max(budget_period:cost_budget_forecast_usd:sum{budget="global",period="monthly"}) or '
@@ -36,7 +37,8 @@ dashboard = dashboard("costmeter-overview", "Spend today and this month, burn ra
     stat("Budgets over a threshold", f"count({BUDGET_STATUS % (sel('budget'), sel('budget'))} > 0) or vector(0)",
          "none", thresholds=steps(GREEN, (1, YELLOW), (3, RED)), w=6,
          description="Budgets (and periods) at or above their own warning threshold."),
-    stat("Calls to unpriced models", 'sum(increase(costmeter_unpriced_calls_total{provider=~"$provider",model=~"$model"}[$__range]))',
+    stat("Calls to unpriced models",
+         f"sum({increase_in_range(UNPRICED, 'provider, model')}) or vector(0)",
          "short", thresholds=steps(GREEN, (1, RED)), w=6,
          description="Their cost is unknown, not $0: add the model to pricing.yaml (CostUnpricedModel)."),
 ], [tenant_variable(), provider_variable(), model_variable(), budget_variable(), period_variable()])
