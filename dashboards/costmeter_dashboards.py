@@ -357,6 +357,7 @@ def _modern_panel(p: dict) -> dict:
                         "minVizHeight": 16, "minVizWidth": 8, "maxVizHeight": 300}
     elif kind == "timeseries":
         d.setdefault("mappings", [])
+        p["options"]["legend"]["showLegend"] = True      # required by Grafana 10+'s VizLegendOptions
     return p
 
 

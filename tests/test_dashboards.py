@@ -185,3 +185,86 @@ def test_every_spec_cost_metric_is_charted():
             continue
         forms = {name} | ({name + s for s in ("_bucket", "_sum", "_count")} if kind == "histogram" else set())
         assert forms & used, f"{name} (SPEC.md) is on no dashboard panel"
+
+
+# ---- the Grafana 11 dashboard schema ----------------------------------------------------------
+# Field names from Grafana 11.2.1's schema (grafana/kind-registry: core/dashboard/dashboard.cue,
+# composable/{stat,table,bargauge,timeseries}/panelcfg.cue, common/mudball.cue and table.cue).
+# A field outside these is one Grafana would migrate or ignore; a required one missing is one it
+# would fill in. grafanalib 0.7.1 emits several of both (docs/dashboards.md).
+DASHBOARD_FIELDS = {"id", "uid", "title", "description", "revision", "gnetId", "tags", "timezone", "editable",
+                    "graphTooltip", "time", "timepicker", "fiscalYearStartMonth", "liveNow", "weekStart", "refresh",
+                    "schemaVersion", "version", "panels", "templating", "annotations", "links", "snapshot", "preload"}
+PANEL_FIELDS = {"type", "id", "pluginVersion", "targets", "title", "description", "transparent", "datasource",
+                "gridPos", "links", "repeat", "repeatDirection", "maxPerRow", "maxDataPoints", "transformations",
+                "interval", "timeFrom", "timeShift", "hideTimeOverride", "libraryPanel", "cacheTimeout",
+                "queryCachingTTL", "options", "fieldConfig"}
+ROW_FIELDS = {"type", "collapsed", "title", "datasource", "gridPos", "id", "panels", "repeat"}
+FIELD_CONFIG_FIELDS = {"displayName", "displayNameFromDS", "description", "path", "writeable", "filterable", "unit",
+                       "decimals", "min", "max", "mappings", "thresholds", "color", "links", "noValue", "custom"}
+SINGLE_STAT = {"reduceOptions", "orientation", "text"}
+OPTIONS = {   # panel type -> (allowed, required)
+    "stat": (SINGLE_STAT | {"graphMode", "colorMode", "justifyMode", "textMode", "wideLayout", "showPercentChange",
+                            "percentChangeColorMode"}, {"reduceOptions", "orientation"}),
+    "bargauge": (SINGLE_STAT | {"displayMode", "valueMode", "namePlacement", "showUnfilled", "sizing", "minVizWidth",
+                                "minVizHeight", "maxVizHeight"}, {"reduceOptions", "orientation", "displayMode"}),
+    "table": ({"frameIndex", "showHeader", "showTypeIcons", "sortBy", "footer", "cellHeight"}, {"showHeader"}),
+    "timeseries": ({"timezone", "legend", "tooltip", "orientation"}, {"legend", "tooltip"}),
+}
+LEGEND = ({"displayMode", "placement", "showLegend", "asTable", "isVisible", "sortBy", "sortDesc", "width", "calcs"},
+          {"displayMode", "placement", "showLegend", "calcs"})
+GRAPH_CUSTOM = {"lineColor", "lineWidth", "lineInterpolation", "lineStyle", "spanNulls", "barAlignment",
+                "barWidthFactor", "barMaxWidth", "fillColor", "fillOpacity", "fillBelowTo", "showPoints", "pointSize",
+                "pointColor", "pointSymbol", "axisPlacement", "axisColorMode", "axisLabel", "axisWidth", "axisSoftMin",
+                "axisSoftMax", "axisGridShow", "scaleDistribution", "axisCenteredZero", "axisBorderShow", "stacking",
+                "hideFrom", "drawStyle", "gradientMode", "thresholdsStyle", "transform", "insertNulls"}
+TABLE_CUSTOM = ({"width", "minWidth", "align", "displayMode", "cellOptions", "hidden", "inspect", "filterable",
+                 "hideHeader"}, {"align", "cellOptions", "inspect"})
+# The variable model, plus `definition`, which the Prometheus variable editor saves beside `query`.
+VARIABLE_FIELDS = {"type", "name", "label", "hide", "skipUrlSync", "description", "query", "datasource", "current",
+                   "multi", "options", "refresh", "sort", "includeAll", "allValue", "regex", "definition"}
+# The annotation query, plus the Prometheus data source's own query fields.
+ANNOTATION_FIELDS = {"name", "datasource", "enable", "hide", "iconColor", "filter", "target", "type", "builtIn",
+                     "expr", "step", "titleFormat", "textFormat", "tagKeys", "useValueForTime"}
+LINK_FIELDS = ({"title", "type", "icon", "tooltip", "url", "tags", "asDropdown", "targetBlank", "includeVars",
+                "keepTime"}, {"title", "type", "icon", "tooltip", "tags", "asDropdown", "targetBlank", "includeVars",
+                              "keepTime"})
+
+
+def _fits(where: str, obj: dict, allowed: set, required: set = frozenset()):
+    assert set(obj) <= allowed, f"{where}: fields Grafana 11 does not have: {sorted(set(obj) - allowed)}"
+    assert required <= set(obj), f"{where}: required fields missing: {sorted(required - set(obj))}"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_fields_are_those_of_the_grafana_11_schema(name):
+    d = DASHBOARDS[name]
+    _fits(name, d, DASHBOARD_FIELDS, {"schemaVersion"})
+    for link in d["links"]:
+        _fits(f"{name} link", link, *LINK_FIELDS)
+    for v in d["templating"]["list"]:
+        _fits(f'{name} variable {v["name"]}', v, VARIABLE_FIELDS, {"type", "name"})
+    for a in d["annotations"]["list"]:
+        _fits(f'{name} annotation {a["name"]}', a, ANNOTATION_FIELDS, {"name", "datasource", "enable", "iconColor"})
+    for p in panels(d):
+        where = f'{name} panel "{p["title"]}"'
+        if p["type"] == "row":
+            _fits(where, p, ROW_FIELDS, {"type", "id", "panels"})
+            continue
+        _fits(where, p, PANEL_FIELDS, {"type"})
+        _fits(where + " options", p["options"], *OPTIONS[p["type"]])
+        _fits(where + " fieldConfig", p["fieldConfig"], {"defaults", "overrides"}, {"defaults", "overrides"})
+        defaults = p["fieldConfig"]["defaults"]
+        _fits(where + " defaults", defaults, FIELD_CONFIG_FIELDS)
+        if p["type"] == "timeseries":
+            _fits(where + " legend", p["options"]["legend"], *LEGEND)
+            _fits(where + " tooltip", p["options"]["tooltip"], {"mode", "sort", "maxWidth", "maxHeight"},
+                  {"mode", "sort"})
+            _fits(where + " custom", defaults["custom"], GRAPH_CUSTOM)
+        if p["type"] == "table":
+            _fits(where + " custom", defaults["custom"], *TABLE_CUSTOM)
+            assert "displayMode" not in defaults["custom"], where + ": deprecated in favour of cellOptions"
+        for o in p["fieldConfig"]["overrides"]:
+            _fits(where + " override", o, {"matcher", "properties"}, {"matcher", "properties"})
+        for t in p["transformations"]:
+            _fits(where + " transformation", t, {"id", "disabled", "filter", "topic", "options"}, {"id", "options"})
