@@ -15,7 +15,8 @@ import requests
 from freezegun import freeze_time
 
 from costmeter import cost_tracker
-from costmeter.cli import demo, demo_traffic as T
+from costmeter.cli import demo
+from costmeter.demo import runner, traffic as T
 from exporter_support import ExporterProcess, costmeter_cmd, free_port, parse_metrics
 
 NOW = datetime(2026, 3, 31, 18, 30, tzinfo=timezone.utc)   # a Tuesday, the last day of a month
@@ -35,11 +36,11 @@ def backfill(seed: int, days: int = 30) -> list[tuple]:
     from prometheus_client import CollectorRegistry
     cost_tracker.configure(registry=CollectorRegistry())     # direct mode, a registry of its own
     try:
-        with freeze_time(NOW), pytest.MonkeyPatch.context() as mp, open(os.devnull, "w") as devnull:
+        with freeze_time(NOW), pytest.MonkeyPatch.context() as mp:
             mp.setattr(cost_tracker, "record", record)
-            mp.setattr("costmeter.flush", lambda timeout=10.0: True)
-            demo._backfill(random.Random(seed), days * 86400.0, demo._Counts(), demo._Progress(devnull),
-                           threading.Event())
+            mp.setattr(cost_tracker, "flush", lambda timeout=10.0: True)
+            runner.backfill(random.Random(seed), days * 86400.0, runner.Counts(), lambda *_: None,
+                            threading.Event())
     finally:
         cost_tracker.shutdown()
     return recorded
