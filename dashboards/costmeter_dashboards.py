@@ -30,7 +30,7 @@ SCHEMA_VERSION = 39            # Grafana 10.4 / 11; the fields below are written
 REFRESH = "30s"
 TIME_FROM = "now-24h"
 JOB = 'job=~"costmeter.*"'     # the alert rules' convention for exporter jobs (CostExporterDown)
-CACHE_HIT_TARGET = 0.60        # the seeds' target cache hit ratio (SPEC.md)
+CACHE_HIT_TARGET = 0.60        # the target cache hit ratio (green at or above it)
 
 GREEN, YELLOW, ORANGE, RED, BLUE = "green", "yellow", "orange", "red", "blue"
 

@@ -11,7 +11,8 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DASHBOARD_DIR = os.path.join(REPO, "dashboards")
 
-# The metrics table of SPEC.md (the user-facing contract). Names may grow; none may change.
+# The product's metric contract (the README's metrics table, and the billing metrics:
+# cost_billed_usd, cost_estimate_to_billed_ratio, costmeter_billing_*). Names may grow; none may change.
 SPEC_METRICS = {
     "cost_request_cost_usd": "histogram",
     "cost_provider_api_calls_total": "counter",
@@ -51,7 +52,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
 def spec_series() -> set[str]:
-    """SPEC.md's metrics as the series names a query can use (a histogram's _bucket, _sum, _count)."""
+    """The contract's metrics as the series names a query can use (a histogram's _bucket, _sum, _count)."""
     out = set()
     for name, kind in SPEC_METRICS.items():
         out.add(name)

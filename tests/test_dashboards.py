@@ -160,7 +160,7 @@ def exporter_series(tmp_path_factory):
 
 def test_every_metric_in_every_query_exists(exporter_series):
     """Emitted by a real exporter, recorded by a rule in alert_rules/, made by Prometheus,
-    or in SPEC.md's metrics table (the billing metrics, emitted only with a billing source)."""
+    or in the metric contract (the billing metrics, emitted only with a billing source)."""
     known = exporter_series | set(recording_rules()) | PROMETHEUS_SERIES | spec_series()
     assert "cost_request_cost_usd_bucket" in exporter_series and "cost_budget_limit_usd" in exporter_series
     unknown = [(name, where, m) for name, d in DASHBOARDS.items() for where, expr, _, _ in queries(d)
@@ -184,7 +184,7 @@ def test_every_spec_cost_metric_is_charted():
         if not name.startswith("cost_"):
             continue
         forms = {name} | ({name + s for s in ("_bucket", "_sum", "_count")} if kind == "histogram" else set())
-        assert forms & used, f"{name} (SPEC.md) is on no dashboard panel"
+        assert forms & used, f"{name} (a contract metric) is on no dashboard panel"
 
 
 # ---- the Grafana 11 dashboard schema ----------------------------------------------------------

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 DAY = 86400.0
 CACHE_ENDPOINT = "/v1/support/answer"
-CACHE_HIT_RATIO = 0.60       # the seeds' target hit rate (SPEC.md)
+CACHE_HIT_RATIO = 0.60       # the target cache hit rate the dashboards colour green
 ERROR_RATIO = 0.02
 SPIKE_TENANT = "startup-tier"
 SPIKE_FACTOR = 12.0
