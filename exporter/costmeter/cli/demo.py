@@ -54,7 +54,7 @@ def register(sub) -> None:
     p.add_argument("--backfill", type=duration, default=0.0, metavar="D",
                    help="first write D of history with past timestamps (e.g. 30d); default none")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed, the same traffic")
-    p.add_argument("--rate", type=float, default=2.0, metavar="R",
+    p.add_argument("--rate", type=float, default=0.5, metavar="R",
                    help="live calls per second (default %(default)s)")
     add_log_level(p)
     p.set_defaults(func=run)
