@@ -41,4 +41,10 @@ dashboard = dashboard("costmeter-overview", "Spend today and this month, burn ra
          f"sum({increase_in_range(UNPRICED, 'provider, model')}) or vector(0)",
          "short", thresholds=steps(GREEN, (1, RED)), w=6,
          description="Their cost is unknown, not $0: add the model to pricing.yaml (CostUnpricedModel)."),
+    stat("Error ratio", f"sum(rate(cost_provider_api_errors_total{{{S}}}[$__rate_interval])) / "
+                        f"sum(rate(cost_provider_api_calls_total{{{S}}}[$__rate_interval]))", "percentunit",
+         thresholds=steps(GREEN, (0.01, YELLOW), (0.05, RED)), w=6, graph=True,
+         description="Share of provider calls that failed (rate limits, timeouts, errors)."),
+    stat("Saved by the response cache", f"sum(increase(cost_cache_savings_usd_total{{{S}}}[$__range]))",
+         "currencyUSD", w=6, description="Cost the response cache avoided in the dashboard's time range."),
 ], [tenant_variable(), provider_variable(), model_variable(), budget_variable(), period_variable()])
