@@ -264,7 +264,7 @@ class CostsDB:
             raw("ts >= ? AND ts < ?", [q.start, t0])
         if t1 < q.end:
             raw("ts >= ? AND ts < ?", [t1, q.end])
-        raw("seq > ? AND ts >= ? AND ts < ?", [mark, t0, t1])
+        raw("seq > ? AND +ts >= ? AND +ts < ?", [mark, t0, t1])   # the seq range, not the ts index
         sel = [_rollup_group(g) for g in q.group_by]
         sql = (f"SELECT {', '.join(sel + [f'total({s})' for s in _SUMS])} FROM costs_hourly "
                f"WHERE hour >= ? AND hour < ?{where_f}"
