@@ -159,7 +159,7 @@ def test_exporter_housekeeping_catches_up(tmp_path):
                 break
             time.sleep(0.2)
         assert row and int(row[0]) == 4
-        assert db.execute("SELECT total(cost), total(calls) FROM costs_hourly").fetchone() == (2.0, 4.0)
+        assert db.execute("SELECT sum(cost), total(calls) FROM costs_hourly").fetchone() == (2_000_000_000, 4.0)  # nano-USD
         db.close()
     finally:
         exp.stop()

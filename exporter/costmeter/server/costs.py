@@ -20,8 +20,8 @@ first; a query is then answered as
 * any event with ``seq`` above the mark that lies in the whole hours (events
   committed after the catch-up), all in one read transaction.
 
-``cost_usd`` is rounded to 1e-9 USD, so the same ledger gives the same JSON
-whatever order its sums were folded in. Hours before the ledger's retention
+Money is summed in whole nano-dollars (each event's cost rounded to 1e-9 USD),
+so the same ledger gives the same JSON whatever order its sums were folded in. Hours before the ledger's retention
 stay in the rollup when raw events are pruned (the exporter prunes only what the
 rollup has folded in).
 """
@@ -51,15 +51,21 @@ _SUMS = ("cost", "calls", "errors", "unpriced") + TOKEN_TYPES + ("cache_hits", "
 
 def _raw_exprs(columns: set[str]) -> list[str]:
     tok = [f"total({t})" if t in columns else "0" for t in TOKEN_TYPES]
-    return (["total(cost)", "count(*)", "total(error)", "total(cost IS NULL)"] + tok
-            + ["total(cache_hit)", "count(cache_hit)", "total(saved)", "total(batch)"])
+    return ([_NANO.format("cost"), "count(*)", "total(error)", "total(cost IS NULL)"] + tok
+            + ["total(cache_hit)", "count(cache_hit)", _NANO.format("saved"), "total(batch)"])
+
+
+# Money is summed as whole nano-dollars (each event rounded to 1e-9 USD): integer sums are
+# exact in any order, so the rollup and the raw events give the same answer to the last digit.
+_NANO = "coalesce(sum(CAST(round({} * 1e9) AS INTEGER)), 0)"
+_INT_SUMS = ("cost", "saved")
 
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS costs_hourly(
     hour INTEGER NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, tenant TEXT NOT NULL,
-    endpoint TEXT NOT NULL, {', '.join(f'{s} REAL NOT NULL' for s in _SUMS)},
+    endpoint TEXT NOT NULL, {', '.join(f"{s} {'INTEGER' if s in _INT_SUMS else 'REAL'} NOT NULL" for s in _SUMS)},
     PRIMARY KEY (hour, provider, model, tenant, endpoint)) WITHOUT ROWID;
 """
 
@@ -266,7 +272,8 @@ class CostsDB:
             raw("ts >= ? AND ts < ?", [t1, q.end])
         raw("seq > ? AND +ts >= ? AND +ts < ?", [mark, t0, t1])   # the seq range, not the ts index
         sel = [_rollup_group(g) for g in q.group_by]
-        sql = (f"SELECT {', '.join(sel + [f'total({s})' for s in _SUMS])} FROM costs_hourly "
+        sums = [f"coalesce(sum({s}), 0)" if s in _INT_SUMS else f"total({s})" for s in _SUMS]
+        sql = (f"SELECT {', '.join(sel + sums)} FROM costs_hourly "
                f"WHERE hour >= ? AND hour < ?{where_f}"
                + (f" GROUP BY {', '.join(str(i + 1) for i in range(len(sel)))}" if sel else ""))
         _merge(out, db.execute(sql, [h0, h1] + args_f), len(sel))
@@ -319,11 +326,11 @@ def _merge(out: dict, cursor, nkeys: int) -> None:
 def _row_values(v: Sequence[float]) -> dict:
     s = dict(zip(_SUMS, v))
     return {
-        "cost_usd": round(s["cost"], 9), "calls": int(s["calls"]), "errors": int(s["errors"]),
+        "cost_usd": s["cost"] / 1e9, "calls": int(s["calls"]), "errors": int(s["errors"]),
         "unpriced_calls": int(s["unpriced"]),
         "tokens": {t: int(s[t]) for t in TOKEN_TYPES},
         "cache_hits": int(s["cache_hits"]), "cache_lookups": int(s["cache_lookups"]),
-        "saved_usd": round(s["saved"], 9), "batch_calls": int(s["batch_calls"]),
+        "saved_usd": s["saved"] / 1e9, "batch_calls": int(s["batch_calls"]),
     }
 
 
