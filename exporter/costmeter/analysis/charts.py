@@ -34,7 +34,8 @@ def _save(fig, path: str, plt) -> None:
 
 def _dollars(ax) -> None:
     from matplotlib.ticker import FuncFormatter
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:,.2f}" if v < 10 else f"${v:,.0f}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(
+        lambda v, _: f"${v:,.2f}" if ax.get_ylim()[1] < 10 else f"${v:,.0f}"))
 
 
 def _date_axis(ax, fig) -> None:

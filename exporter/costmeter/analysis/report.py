@@ -57,10 +57,12 @@ def render(rep: dict, top: int = 10) -> str:
     g = rep["global"]
     who = f" for tenant {rep['tenant']}" if rep["tenant"] else ""
     lines = [f"=== Cost Report (last {n} days{who}: {rep['start']} to {rep['end']} UTC) ===", "",
-             "Global spend:",
-             f"  Today:          {money(g['today_usd'])}",
-             f"  This month:     {money(g['month_usd'])}",
-             f"  Last {n} days:{' ' * max(1, 9 - len(str(n)))}{money(g['period_usd'])}", ""]
+             "Global spend:"]
+    labels = ["Today:", "This month:", f"Last {n} days:"]
+    w = max(map(len, labels)) + 2
+    for label, key in zip(labels, ("today_usd", "month_usd", "period_usd")):
+        lines.append(f"  {label.ljust(w)}{money(g[key])}")
+    lines.append("")
     lines.append("Per-tenant spend:")
     if rep["tenants"]:
         lines.append(table(["Tenant", "Today", "This month", f"Last {n} days", "Budget status"],
