@@ -50,17 +50,19 @@ def test_grouped_rows_by_hand(ledger):
     assert ans["start"] == "2026-11-22T00:00:00Z" and ans["group_by"] == ["tenant", "day"]
     got = {(r["tenant"], r["day"]): (r["cost_usd"], r["calls"], r["errors"], r["unpriced_calls"]) for r in ans["rows"]}
     assert got == {("acme", "2026-11-22"): (3.0, 2, 1, 0), ("beta", "2026-11-22"): (0.5, 1, 0, 0),
-                   ("beta", "2026-11-23"): (4.0, 3, 0, 1)}
+                   ("beta", "2026-11-23"): (4.0, 2, 0, 1)}
     beta23 = [r for r in ans["rows"] if r["tenant"] == "beta" and r["day"] == "2026-11-23"][0]
-    assert beta23["tokens"] == {"input": 3000, "cached_input": 0, "cache_write": 0, "cache_write_1h": 0,
-                                "output": 300, "reasoning": 0}
+    # the cache hit h1 made no provider call: an event and a hit, not a call, and not its tokens
+    assert beta23["events"] == 3
+    assert beta23["tokens"] == {"input": 2000, "cached_input": 0, "cache_write": 0, "cache_write_1h": 0,
+                                "output": 200, "reasoning": 0}
     assert (beta23["cache_hits"], beta23["cache_lookups"], beta23["saved_usd"], beta23["batch_calls"]) == (1, 1, 0.25, 1)
     # hour labels, and a filter
     ans = db.query(CostQuery(T0, T0 + 86400, ("hour",), {"tenant": "acme"}))
     assert [(r["hour"], r["cost_usd"]) for r in ans["rows"]] == [("2026-11-22T00", 1.0), ("2026-11-22T05", 2.0)]
     # no grouping: one total row
     ans = db.query(CostQuery(T0, T0 + 2 * 86400))
-    assert [(r["cost_usd"], r["calls"]) for r in ans["rows"]] == [(7.5, 6)]
+    assert [(r["cost_usd"], r["calls"], r["events"]) for r in ans["rows"]] == [(7.5, 5, 6)]
 
 
 def test_partial_edge_hours_and_uncaught_tail(ledger):

@@ -11,7 +11,8 @@ long-context tier and batch discount are per request and left out):
 * **caching**: where response-cache lookups were recorded, the hit ratio h is
   below the 60 % target T and the model's monthly spend is at least
   ``min_spend``. The spend of the calls that missed the cache, S_m = spend x
-  (lookups - hits) / (calls - hits), falls by (T - h) / (1 - h).
+  (lookups - hits) / calls (calls made to the provider, hits excluded), falls
+  by (T - h) / (1 - h).
   confidence 0.5, difficulty medium, quality impact none.
 * **batch**: where the provider has a batch discount d and less than half of the
   calls use it: savings = spend of non-batch calls x batch_share x d (batch_share,
@@ -101,10 +102,10 @@ def build(source: Source, now: float, pricing, days: int = 30, tiers: dict | Non
                                      f"{money(frm * scale)} a month at {canonical}, {money(to * scale)} at {nxt}"))
         # response caching
         hits, lookups = r["cache_hits"], r["cache_lookups"]
-        if lookups > 0 and calls > hits and spend >= min_spend:
+        if lookups > 0 and calls > 0 and spend >= min_spend:
             h = hits / lookups
             if h < CACHE_TARGET:
-                missed_spend = spend * (lookups - hits) / (calls - hits)
+                missed_spend = spend * min((lookups - hits) / calls, 1.0)
                 saving = missed_spend * (CACHE_TARGET - h) / (1.0 - h)
                 if saving >= min_savings and missed_spend > 0:
                     recs.append(_rec("caching", f"Raise the response-cache hit ratio of {model} from "

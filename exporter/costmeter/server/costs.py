@@ -44,15 +44,22 @@ PARAMETERS = ("start", "end", "group_by") + DIMENSIONS
 DEFAULT_DAYS = 30
 CHUNK = 200_000          # events folded per catch-up transaction
 _MARK = "costs_hourly_seq"
+_VERSION_KEY = "costs_hourly_version"
+ROLLUP_VERSION = "1"      # bump when the rollup's columns change: it is rebuilt from the events
 
 # Sums kept per hour and label set; a ledger without a token column (older schema) reads it as 0.
-_SUMS = ("cost", "calls", "errors", "unpriced") + TOKEN_TYPES + ("cache_hits", "cache_lookups", "saved", "batch_calls")
+_SUMS = ("events", "cost", "calls", "errors", "unpriced") + TOKEN_TYPES + ("cache_hits", "cache_lookups", "saved", "batch_calls")
 
 
 def _raw_exprs(columns: set[str]) -> list[str]:
-    tok = [f"total({t})" if t in columns else "0" for t in TOKEN_TYPES]
-    return ([_NANO.format("cost"), "count(*)", "total(error)", "total(cost IS NULL)"] + tok
-            + ["total(cache_hit)", "count(cache_hit)", _NANO.format("saved"), "total(batch)"])
+    # As in cost_provider_api_calls_total and cost_provider_tokens_total, a cache hit made no
+    # provider call: it counts as an event and a cache hit, not as a call, error or tokens.
+    tok = [f"total(CASE WHEN {_CALL} THEN {t} ELSE 0 END)" if t in columns else "0" for t in TOKEN_TYPES]
+    return (["count(*)", _NANO.format("cost"), f"total({_CALL})", f"total(error AND {_CALL})", "total(cost IS NULL)"]
+            + tok + ["total(cache_hit)", "count(cache_hit)", _NANO.format("saved"), "total(batch)"])
+
+
+_CALL = "coalesce(cache_hit, 0) = 0"
 
 
 # Money is summed as whole nano-dollars (each event rounded to 1e-9 USD): integer sums are
@@ -161,6 +168,11 @@ class CostsDB:
             db = self._connect()
             try:
                 db.executescript(_SCHEMA)
+                row = db.execute("SELECT v FROM meta WHERE k=?", (_VERSION_KEY,)).fetchone()
+                if row is None or row[0] != ROLLUP_VERSION:     # columns changed: rebuild from the events
+                    db.executescript(f"BEGIN IMMEDIATE; DROP TABLE costs_hourly; {_SCHEMA}"
+                                     f"DELETE FROM meta WHERE k='{_MARK}'; "
+                                     f"INSERT OR REPLACE INTO meta VALUES ('{_VERSION_KEY}', '{ROLLUP_VERSION}'); COMMIT;")
             except sqlite3.OperationalError:      # read-only file or directory: query without catching up
                 self.writable = False
             finally:
@@ -313,7 +325,7 @@ def _merge(out: dict, cursor, nkeys: int) -> None:
     for r in cursor:
         key = r[:nkeys]
         vals = r[nkeys:]
-        if vals[1] == 0:            # an aggregate over no rows (no GROUP BY)
+        if vals[0] == 0:            # an aggregate over no rows (no GROUP BY)
             continue
         acc = out.get(key)
         if acc is None:
@@ -327,6 +339,7 @@ def _row_values(v: Sequence[float]) -> dict:
     s = dict(zip(_SUMS, v))
     return {
         "cost_usd": s["cost"] / 1e9, "calls": int(s["calls"]), "errors": int(s["errors"]),
+        "events": int(s["events"]),
         "unpriced_calls": int(s["unpriced"]),
         "tokens": {t: int(s[t]) for t in TOKEN_TYPES},
         "cache_hits": int(s["cache_hits"]), "cache_lookups": int(s["cache_lookups"]),
