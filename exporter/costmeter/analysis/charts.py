@@ -104,7 +104,7 @@ def forecast_chart(fc: dict, path: str, max_budgets: int = 6) -> None:
     for ax, b in zip([a for row in axes for a in row], budgets):
         pts = b.get("series") or []
         t = [datetime.fromtimestamp(p[0], timezone.utc) for p in pts]
-        ax.plot(t, [p[1] for p in pts], color="#1f77b4", linewidth=2, marker="o", markersize=3, label="spend so far")
+        ax.plot(t, [p[1] for p in pts], color="#1f77b4", linewidth=2, label="spend so far")
         f = b.get("forecast_series") or []
         if f:
             tf = [datetime.fromtimestamp(p[0], timezone.utc) for p in f]
@@ -120,7 +120,7 @@ def forecast_chart(fc: dict, path: str, max_budgets: int = 6) -> None:
         ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7))
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     for ax in [a for row in axes for a in row][n:]:
         ax.set_visible(False)
     fig.suptitle("Budget forecasts: spend so far, projected end of period (UTC times)", fontsize=13)

@@ -38,12 +38,6 @@ def _buckets(source: Source, b: dict, start: float, now: float, bucket: str) -> 
     return {r[bucket]: r["cost_usd"] for r in rows}
 
 
-def _bucket_start(label: str) -> float:
-    if "T" in label:
-        return datetime.strptime(label, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc).timestamp()
-    return datetime.strptime(label, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
-
-
 def one(source: Source, b: dict, now: float) -> dict:
     start, end = _ts(b["period_start"]), _ts(b["period_end"])
     spend, limit = float(b["spend_usd"]), float(b["limit_usd"])
@@ -73,10 +67,12 @@ def one(source: Source, b: dict, now: float) -> dict:
         exhaustion = None
     # cumulative spend at each bucket end so far, and the forecast band to the period's end
     cum, series = 0.0, [(start, 0.0)]
-    for label in sorted(got):
-        t0 = _bucket_start(label)
-        cum += got[label]
-        series.append((min(t0 + bsec, now), cum))
+    t = math.floor(start / bsec) * bsec
+    while t < now:                      # every bucket, those with no spend too
+        cum += got.get(datetime.fromtimestamp(t, timezone.utc).strftime(
+            "%Y-%m-%dT%H" if bucket == "hour" else "%Y-%m-%d"), 0.0)
+        series.append((min(t + bsec, now), cum))
+        t += bsec
     series.append((now, spend))
     steps = 24
     fseries = []
