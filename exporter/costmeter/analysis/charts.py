@@ -74,6 +74,9 @@ def report_chart(rep: dict, path: str, max_tenants: int = 8) -> None:
         bottom = [b + v for b, v in zip(bottom, series[t])]
     if any(other):
         ax.bar(x, other, bottom=bottom, width=0.8, label=f"{len(ranked) - len(shown)} other tenants", color="#bbbbbb")
+    if days and bottom[-1] + sum(other[-1:]) > 0:
+        ax.annotate("today\n(so far)", (x[-1], bottom[-1] + other[-1]), textcoords="offset points", xytext=(0, 4),
+                    ha="center", fontsize=8, color="#444444")
     for b in rep.get("daily_budgets", []):
         ax.axhline(b["limit_usd"], color="#d62728", linestyle="--", linewidth=1.5,
                    label=f"daily budget {b['budget']} (${b['limit_usd']:,.2f})")

@@ -40,7 +40,8 @@ def usd(x: float) -> float:
 def money(x: float | None) -> str:
     if x is None:
         return "-"
-    return f"${x:,.2f}" if abs(x) >= 0.01 or x == 0 else f"${x:,.4f}"
+    sign, x = ("-", -x) if x < 0 else ("", x)
+    return f"{sign}${x:,.2f}" if x >= 0.01 or x == 0 else f"{sign}${x:,.4f}"
 
 
 def worst(statuses: Sequence[str]) -> str | None:
