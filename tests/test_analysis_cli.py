@@ -113,3 +113,11 @@ def test_analysis_modules_do_not_import_matplotlib_up_front():
             "costmeter.analysis.forecast; print('matplotlib' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "False", p.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "anomalies", "forecast", "recommend", "roi"])
+def test_help_reads_cleanly(command):
+    p = subprocess.run([sys.executable, "-m", "costmeter.cli", command, "--help"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and "%%" not in p.stdout
+    assert "--url" in p.stdout and "--storage.path" in p.stdout and "--prometheus" in p.stdout

@@ -72,7 +72,7 @@ def non_negative_float(text: str) -> float:
 def ratio(text: str) -> float:
     v = positive_float(text)
     if v > 1:
-        raise argparse.ArgumentTypeError(f"{text} is a ratio: above 0, at most 1 (0.6 for 60 %%)")
+        raise argparse.ArgumentTypeError(f"{text} is a ratio: above 0, at most 1 (0.6 for 60 %)")
     return v
 
 

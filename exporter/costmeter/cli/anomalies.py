@@ -13,7 +13,7 @@ def register(sub) -> None:
                        description="Each tenant's and each model's daily spend (UTC days) against the mean and "
                                    "standard deviation of the N days before it: a day is anomalous above mean + "
                                    "S x std and above a dollar floor, so a tiny tenant does not page (severity "
-                                   "critical above 2 x S). The std is at least 5 %% of the mean. Steady growth is "
+                                   "critical above 2 x S). The std is at least 5 % of the mean. Steady growth is "
                                    "not an anomaly. Each anomaly found is appended once to the governance log. "
                                    + SOURCE_HELP + " " + EXIT_CODES)
     p.add_argument("--days", type=positive_int, default=14, metavar="N", help="baseline days before each day (default 14)")

@@ -7,7 +7,7 @@ from costmeter.cli.analysis_flags import EXIT_CODES, SOURCE_HELP, add_chart_flag
 def register(sub) -> None:
     p = sub.add_parser("forecast", help="where each budget ends its period",
                        description="For each budget: spend so far, the daily burn rate, the projected spend at "
-                                   "the end of the period with a 95 %% interval, the projected exhaustion date and "
+                                   "the end of the period with a 95 % interval, the projected exhaustion date and "
                                    "the status. projected = spend + burn rate x time left; the interval is "
                                    "1.96 x (std of the period's whole days' spend, hours' for periods of 2 days or "
                                    "less) x sqrt(days left). " + SOURCE_HELP + " " + EXIT_CODES)

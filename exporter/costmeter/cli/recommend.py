@@ -9,7 +9,7 @@ def register(sub) -> None:
     p = sub.add_parser("recommend", help="what to change to spend less, with the savings",
                        description="From the last N days of usage and the price table: model downgrades within a "
                                    "provider (one step down the model's line in the quality tiers file), response "
-                                   "caching where the hit ratio is below 60 %% and spend is high, and batch pricing "
+                                   "caching where the hit ratio is below 60 % and spend is high, and batch pricing "
                                    "where the provider offers it; each with estimated savings per 30-day month and "
                                    "a priority score 0-100 = 50 x min(savings/$100, 1) + 30 x confidence + "
                                    "difficulty (easy 20, medium 12, hard 5). " + SOURCE_HELP + " " + EXIT_CODES)
