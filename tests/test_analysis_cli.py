@@ -44,10 +44,18 @@ def ledger(tmp_path):
     (["recommend", "--batch-share", "0"], "argument --batch-share: 0 must be a number above 0"),
     (["forecast", "--colour", "red"], "unrecognized arguments: --colour"),
 ])
-def test_bad_flags_exit_2_with_a_message(argv, message):
-    p = subprocess.run([sys.executable, "-m", "costmeter.cli"] + argv, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2
-    assert message in p.stderr and "Traceback" not in p.stderr
+def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_bad_flag_in_a_real_process_has_no_traceback():
+    p = subprocess.run([sys.executable, "-m", "costmeter.cli", "anomalies", "--days", "-2"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "argument --days: -2 must be at least 1" in p.stderr
+    assert "Traceback" not in p.stderr
 
 
 def test_unreadable_sources_exit_3(tmp_path, capsys):
@@ -68,13 +76,13 @@ def test_bad_budgets_file_with_storage_path(ledger, tmp_path, capsys):
     assert "bad.yaml:1" in err and "daily" in err
 
 
-def test_roi_help_states_the_formulas():
-    p = subprocess.run([sys.executable, "-m", "costmeter.cli", "roi", "--help"], capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0
+def test_roi_help_states_the_formulas(capsys):
+    with pytest.raises(SystemExit):
+        main(["roi", "--help"])
+    out = capsys.readouterr().out
     for text in ("C = T x U x 2,592,000", "g = max(G, ceil(N / C))", "H = g x X x 720 + O",
                  "S / (A - H) months", "0.5x, 1x, 2x", "Exit codes: 0 done"):
-        assert text in p.stdout
+        assert text in out
 
 
 @freeze_time("2026-11-30T12:00:00Z")
@@ -116,8 +124,9 @@ def test_analysis_modules_do_not_import_matplotlib_up_front():
 
 
 @pytest.mark.parametrize("command", ["report", "anomalies", "forecast", "recommend", "roi"])
-def test_help_reads_cleanly(command):
-    p = subprocess.run([sys.executable, "-m", "costmeter.cli", command, "--help"], capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0 and "%%" not in p.stdout
-    assert "--url" in p.stdout and "--storage.path" in p.stdout and "--prometheus" in p.stdout
+def test_help_reads_cleanly(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "%%" not in out
+    assert "--url" in out and "--storage.path" in out and "--prometheus" in out
