@@ -129,6 +129,11 @@ def test_prometheus_over_two_shards_agrees_with_their_apis(tmp_path, capsys):
         assert {(m["provider"], m["model"]): [pytest.approx(m["period_usd"], abs=1e-6), m["calls"]]
                 for m in rp["models"]} == models
         assert models["openai", "gpt-4o"] == [pytest.approx(9.0), 14]
+        # the daily split (day boundaries through query_range) adds up to the period per tenant
+        per_tenant: dict = {}
+        for d in rp["daily"]:
+            per_tenant[d["tenant"]] = per_tenant.get(d["tenant"], 0.0) + d["usd"]
+        assert per_tenant == {t["tenant"]: pytest.approx(t["period_usd"], abs=1e-6) for t in rp["tenants"]}
         # budgets: each shard reports the global budget's full limit and its share of the spend
         fp = {(x["budget"], x["period"]): x for x in cli_json(capsys, "forecast", "--prometheus", prom.url)["budgets"]}
         assert fp["global", "daily"]["limit_usd"] == 500.0

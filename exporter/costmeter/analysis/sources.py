@@ -46,7 +46,8 @@ class UrlSource:
                 msg = r.json().get("error", r.text)
             except ValueError:
                 msg = r.text.strip()[:200]
-            raise SourceError(f"{self.url}{path}: HTTP {r.status_code}: {msg}")
+            hint = " (give the credentials in the URL: https://user:password@host:9469)" if r.status_code == 401 else ""
+            raise SourceError(f"{self.url}{path}: HTTP {r.status_code}: {msg}{hint}")
         try:
             return r.json()
         except ValueError:
