@@ -372,10 +372,16 @@ def for_ledger(path: str) -> CostsDB:
         return db
 
 
-def answer(ledger_path: str, query_string: str) -> tuple[int, dict]:
-    """(HTTP status, JSON body) for ``GET /v1/costs?<query_string>``."""
+def answer(exporter, query_string: str) -> tuple[int, dict]:
+    """(HTTP status, JSON body) for ``GET /v1/costs?<query_string>``; ``exporter`` has ``ledger``."""
     try:
         q = parse_query(parse_qs(query_string, keep_blank_values=True))
     except QueryError as e:
         return 400, {"error": f"bad parameter {e.param}: {e.message}", "parameter": e.param}
-    return 200, for_ledger(ledger_path).query(q)
+    ledger = getattr(exporter, "ledger", None)
+    if ledger is None:
+        return 503, {"error": "starting: the ledger is not open yet, retry"}
+    try:
+        return 200, for_ledger(ledger.path).query(q)
+    except sqlite3.DatabaseError as e:
+        return 503, {"error": f"the ledger cannot be read: {e}"}

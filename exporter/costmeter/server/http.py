@@ -170,7 +170,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._error(404, f"no budget named {name!r}; GET /v1/budgets lists them")
             return self._json(200, {"name": name, "periods": [b.to_dict() for b in periods]})
         if path == "/v1/costs":
-            return self._json(*costs_answer(exp.ledger.path, urlsplit(self.path).query))
+            return self._json(*costs_answer(exp, urlsplit(self.path).query))
         if path == "/":
             return self._send(200, landing_page(exp).encode(), "text/html; charset=utf-8")
         if path == "/v1/events":
