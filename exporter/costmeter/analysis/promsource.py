@@ -33,7 +33,7 @@ from typing import Sequence
 
 import requests
 
-from costmeter.analysis.sources import SourceError
+from costmeter.analysis.sources import SourceError, why
 from costmeter.server.costs import TOKEN_TYPES
 
 DAY = 86400.0
@@ -72,7 +72,7 @@ class PrometheusSource:
         try:
             r = requests.get(self.url + path, params=params, timeout=self.timeout)
         except requests.RequestException as e:
-            raise SourceError(f"cannot reach Prometheus at {self.url}: {e.__class__.__name__}: {e}") from None
+            raise SourceError(f"cannot reach Prometheus at {self.url}: {why(e)}") from None
         try:
             body = r.json()
         except ValueError:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Protocol, Sequence
 
 import requests
@@ -21,6 +22,16 @@ from costmeter.config.loader import ConfigError, ConfigErrors
 
 class SourceError(RuntimeError):
     """The source could not be read; the message says which and why."""
+
+
+def why(e: requests.RequestException) -> str:
+    """The short reason of a failed request: 'Connection refused', 'timed out', ..."""
+    m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(e))
+    if m:
+        return m.group(1).strip()
+    if isinstance(e, requests.Timeout):
+        return "timed out"
+    return f"{e.__class__.__name__}: {e}"
 
 
 class Source(Protocol):
@@ -40,7 +51,7 @@ class UrlSource:
         try:
             r = requests.get(self.url + path, params=params, timeout=self.timeout)
         except requests.RequestException as e:
-            raise SourceError(f"cannot reach the exporter at {self.url}: {e.__class__.__name__}: {e}") from None
+            raise SourceError(f"cannot reach the exporter at {self.url}: {why(e)}") from None
         if r.status_code != 200:
             try:
                 msg = r.json().get("error", r.text)

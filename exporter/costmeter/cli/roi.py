@@ -48,7 +48,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from costmeter.analysis import roi
-    from costmeter.cli.analysis_flags import EXIT_USAGE, fail
+    import sys
+
+    from costmeter.cli.analysis_flags import EXIT_SOURCE, EXIT_USAGE, fail
     from costmeter.cli.common import print_errors
     from costmeter.config.loader import ConfigError, ConfigErrors
     from costmeter.pricing import PricingTable
@@ -65,12 +67,15 @@ def run(args) -> int:
                          args.tokens_per_second, args.tokens_per_month, args.provider, args.gpus, args.utilization,
                          args.ops_month_usd, args.setup_usd, args.output_share)
     if args.no_source:
-        import sys
         from costmeter.analysis.sources import SourceError
-        from costmeter.cli.analysis_flags import EXIT_SOURCE, emit
+        from costmeter.cli.analysis_flags import emit
         try:
             emit(args, compute(None), roi.render)
         except SourceError as e:
             return fail(str(e), EXIT_SOURCE)
         return 0
-    return run_analysis(args, compute, roi.render)
+    code = run_analysis(args, compute, roi.render)
+    if code == EXIT_SOURCE and args.tokens_per_month is not None:
+        print("costmeter: hint: --no-source prices --tokens-per-month from the price table without reading usage",
+              file=sys.stderr)
+    return code
