@@ -186,22 +186,24 @@ def test_forecast_by_hand(forecast_ledger, capsys):
     g = by["global", "monthly"]
     rate = 20 / 9.5
     projected = 20 + rate * 20.5
-    # complete days Nov 1-9: 3,1,3,1,3,1,3,1,3 -> sample std sqrt(80/9/8) = 1.054093
-    half = 1.959964 * math.sqrt(80 / 72) * math.sqrt(20.5)
+    # complete days Nov 1-9 (k = 9): 3,1,3,1,3,1,3,1,3 -> sample std sqrt(80/9/8) = 1.054093;
+    # n = 20.5 days left: half-width 1.959964 x 1.054093 x sqrt(20.5 + 20.5^2 / 9)
+    half = 1.959964 * math.sqrt(80 / 72) * math.sqrt(20.5 + 20.5 ** 2 / 9)
     assert g["spend_usd"] == 20.0 and g["limit_usd"] == 100.0
     assert g["daily_burn_rate_usd"] == pytest.approx(rate, abs=1e-6)
     assert g["projected_usd"] == pytest.approx(projected, abs=1e-6) == pytest.approx(63.157895, abs=1e-6)
     assert g["projected_low_usd"] == pytest.approx(projected - half, abs=1e-6)
     assert g["projected_high_usd"] == pytest.approx(projected + half, abs=1e-6)
-    assert half == pytest.approx(9.3541, abs=1e-4)      # 1.959964 x 1.054093 x 4.527693
+    assert half == pytest.approx(16.9353, abs=1e-4)     # 1.959964 x 1.054093 x 8.197290
     assert g["projected_exhaustion_date"] is None     # 80 more dollars take 38 days; 20.5 are left
     assert g["status"] == "ok" and g["complete_buckets"] == 9 and g["interval_buckets"] == "day"
     # tenant:acme daily: $1 at 10:00 of 12 h; elapsed 0.5 day -> $2/day; projected 1 + 2 x 0.5 = 2.0
-    # hours 00-11 complete: one $1, eleven $0 -> std sqrt(1/12); half-width 1.959964 x sqrt(1/12) x sqrt(12)
+    # hours 00-11 complete (k = 12): one $1, eleven $0 -> std sqrt(1/12); n = 12 hours left:
+    # half-width 1.959964 x sqrt(1/12) x sqrt(12 + 144/12) = 1.959964 x sqrt(2)
     a = by["tenant:acme", "daily"]
     assert (a["spend_usd"], a["daily_burn_rate_usd"], a["projected_usd"]) == (1.0, 2.0, 2.0)
     assert a["projected_low_usd"] == 1.0                            # never below what is already spent
-    assert a["projected_high_usd"] == pytest.approx(2.0 + 1.959964, abs=1e-6)
+    assert a["projected_high_usd"] == pytest.approx(2.0 + 1.959964 * math.sqrt(2), abs=1e-6)
     assert a["projected_exhaustion_date"] == "2026-11-10"           # $0.20 more at $2/day: 14:24 today
     assert a["status"] == "warning"                                  # 1 / 1.2 = 0.83
     assert a["interval_buckets"] == "hour" and a["complete_buckets"] == 12

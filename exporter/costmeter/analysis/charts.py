@@ -126,6 +126,9 @@ def forecast_chart(fc: dict, path: str, max_budgets: int = 6) -> None:
         ax.legend(loc="best", fontsize=8)
     for ax in [a for row in axes for a in row][n:]:
         ax.set_visible(False)
-    fig.suptitle("Budget forecasts: spend so far, projected end of period (UTC times)", fontsize=13)
+    more = len(fc["budgets"]) - n
+    fig.suptitle("Budget forecasts: spend so far, projected end of period (UTC times)"
+                 + (f"\nthe first {n} of {len(fc['budgets'])} budgets; --budget NAME draws another" if more > 0 else ""),
+                 fontsize=13)
     fig.tight_layout()
     _save(fig, path, plt)

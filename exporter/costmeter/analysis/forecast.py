@@ -6,13 +6,16 @@ time counted as at least a tenth of the period or a day, whichever is less),
 and with R the time left::
 
     projected      = X + r x R
-    half-width     = 1.96 x s x sqrt(R / b)         # b: one bucket, a day (an hour for periods of 2 days or less)
+    half-width     = 1.96 x s x sqrt(n + n^2 / k)   # n = R / b buckets left, k complete buckets seen
     low, high      = max(X, projected - half-width), projected + half-width
     exhaustion     = now + (limit - X) / r, when that is before the period ends (today if X >= limit)
 
-where s is the standard deviation of the spend of the period's complete
-buckets (each bucket's spend treated as independent); with fewer than two
-complete buckets s is taken as r x b, a deliberately wide band.
+where b is a bucket (a UTC day; an hour for periods of 2 days or less) and s
+the standard deviation of the spend of the period's k complete buckets. Each
+bucket's spend is treated as independent: the n buckets left vary by n s^2,
+and the burn rate, estimated from k buckets, is uncertain by s^2 / k a
+bucket, which over n buckets adds n^2 s^2 / k. With fewer than two complete
+buckets s is taken as r x b (and k as 1), a deliberately wide band.
 """
 from __future__ import annotations
 
@@ -55,8 +58,15 @@ def one(source: Source, b: dict, now: float) -> dict:
         label = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H" if bucket == "hour" else "%Y-%m-%d")
         complete.append(got.get(label, 0.0))
         t += bsec
-    s = statistics.stdev(complete) if len(complete) >= 2 else rate * bsec / DAY
-    half = Z95 * s * math.sqrt(remaining / bsec)
+    if len(complete) >= 2:
+        s, seen = statistics.stdev(complete), len(complete)
+    else:
+        s, seen = rate * bsec / DAY, 1
+
+    def half_width(left_seconds: float) -> float:
+        n = max(left_seconds, 0.0) / bsec
+        return Z95 * s * math.sqrt(n + n * n / seen)
+    half = half_width(remaining)
     low, high = max(spend, projected - half), projected + half
     tz = ZoneInfo(b.get("timezone") or "UTC")
     if spend >= limit:
@@ -79,7 +89,7 @@ def one(source: Source, b: dict, now: float) -> dict:
     for k in range(steps + 1):
         t = now + remaining * k / steps
         p = spend + rate * (t - now) / DAY
-        h = Z95 * s * math.sqrt(max(t - now, 0.0) / bsec)
+        h = half_width(t - now)
         fseries.append((t, usd(p), usd(max(spend, p - h)), usd(p + h)))
     return {"budget": b["name"], "period": b["period"], "limit_usd": usd(limit), "spend_usd": usd(spend),
             "daily_burn_rate_usd": usd(rate), "projected_usd": usd(projected),

@@ -9,8 +9,8 @@ def register(sub) -> None:
                        description="For each budget: spend so far, the daily burn rate, the projected spend at "
                                    "the end of the period with a 95 % interval, the projected exhaustion date and "
                                    "the status. projected = spend + burn rate x time left; the interval is "
-                                   "1.96 x (std of the period's whole days' spend, hours' for periods of 2 days or "
-                                   "less) x sqrt(days left). " + SOURCE_HELP + " " + EXIT_CODES)
+                                   "1.96 x s x sqrt(n + n^2/k), s the std of the spend of the period's k whole days "
+                                   "(hours for periods of 2 days or less), n the days (hours) left. " + SOURCE_HELP + " " + EXIT_CODES)
     p.add_argument("--budget", metavar="NAME", help="only this budget (e.g. global, tenant:acme)")
     add_chart_flag(p)
     add_source_flags(p)
