@@ -146,3 +146,76 @@ def test_prometheus_over_two_shards_agrees_with_their_apis(tmp_path, capsys):
         assert "not the Prometheus API" in capsys.readouterr().err
     finally:
         stack.close()
+
+
+class _FakePrometheus:
+    """Prometheus' HTTP API (documented shapes) on loopback, answering each query from a table:
+    series -> {time: value}, evaluated as last_over_time would (the last value at or before t)."""
+
+    def __init__(self, series: dict[str, list[tuple[dict, dict[float, float]]]]):
+        import http.server
+        import threading
+        from urllib.parse import parse_qs, urlsplit
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                u = urlsplit(self.path)
+                q = {k: v[0] for k, v in parse_qs(u.query).items()}
+                metric = next((m for m in series if m in q["query"]), None)
+                if u.path == "/api/v1/query":
+                    t = float(q["time"])
+                    result = [{"metric": lab, "value": [t, str(v)]} for lab, pts in series.get(metric, [])
+                              if (v := fake.at(pts, t)) is not None]
+                else:
+                    start, end, step = float(q["start"]), float(q["end"]), float(q["step"])
+                    times = [start + i * step for i in range(int(round((end - start) / step)) + 1)]
+                    result = [{"metric": lab, "values": [[t, str(fake.at(pts, t))] for t in times
+                                                         if fake.at(pts, t) is not None]}
+                              for lab, pts in series.get(metric, [])]
+                body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def at(pts: dict[float, float], t: float):
+        before = [k for k in pts if k <= t]
+        return pts[max(before)] if before else None
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_prometheus_deltas_across_a_reset_and_a_late_series():
+    from costmeter.analysis.promsource import PrometheusSource
+    d0 = 1795305600.0                                   # 2026-11-22T00:00:00Z
+    a = {"provider": "openai", "model": "gpt-4o", "tenant": "acme", "instance": "a:9469"}
+    b = {"provider": "openai", "model": "gpt-4o", "tenant": "acme", "instance": "b:9469"}
+    fake = _FakePrometheus({"cost_request_cost_usd_sum": [
+        # exporter a: $10 before the window, $15 by the end of day 1, then its state was lost: $3 by the end
+        (a, {d0 - 3600: 10.0, d0 + 43200: 15.0, d0 + 86400 + 3600: 3.0}),
+        # exporter b appears during day 2 with $4 already counted
+        (b, {d0 + 86400 + 7200: 4.0}),
+    ]})
+    try:
+        src = PrometheusSource(fake.url)
+        rows = src.costs(d0, d0 + 2 * 86400, ("tenant", "day"))
+        # day 1: a 10 -> 15 = $5; day 2: a resets (15 -> 3 counts 3), b 0 -> 4: $7
+        assert [(r["day"], r["cost_usd"]) for r in rows] == [("2026-11-22", 5.0), ("2026-11-23", 7.0)]
+        # the window as a whole is read hour by hour too, so the reset loses nothing
+        assert [r["cost_usd"] for r in src.costs(d0, d0 + 2 * 86400, ("tenant",))] == [12.0]
+        with pytest.raises(Exception, match="cannot group or filter by endpoint"):
+            src.costs(d0, d0 + 86400, ("endpoint",))
+    finally:
+        fake.close()

@@ -1,12 +1,12 @@
 """``--prometheus URL``: the analysis commands over PromQL (Prometheus, Thanos, Mimir).
 
 Every exporter of a sharded fleet at once: each counter series (one per
-exporter and label set) is read at the window's edges and, for ``day`` or
-``hour`` groups, at every UTC day or hour boundary in between, with
-``last_over_time(metric[L])`` (L: the window plus a day, so an exporter that
-was briefly down still has a value). The spend of a series over a window is
-its value at the end minus its value at the start (0 when the series did not
-exist yet; after a counter reset, the value at the end). Series are then
+exporter and label set) is read at the window's edges and at every UTC hour
+boundary in between, with ``last_over_time(metric[L])`` (L: the window plus a
+day, so an exporter that was briefly down still has a value). The spend of a
+series over each hour is its value at the end minus its value at the start
+(0 when the series did not exist yet; after a counter reset, the value at the
+end), summed into the requested day, hour or whole window. Series are then
 summed by the requested labels. Costmeter's counters survive exporter
 restarts, so this is exact up to the scrape interval: events that reached
 an exporter after its last scrape are not in Prometheus yet. An event's
@@ -131,8 +131,9 @@ class PrometheusSource:
         if "endpoint" in group_by or "endpoint" in filters:
             raise SourceError("--prometheus cannot group or filter by endpoint: only the cost histogram has that "
                               "label; use --url or --storage.path")
-        time_group = next((g for g in group_by if g in ("day", "hour")), None)
-        grid = self._grid(start, end, time_group)
+        # Read every UTC hour boundary whatever the grouping: a counter reset (an exporter that lost
+        # its state) then loses at most the hour it happened in.
+        grid = self._grid(start, end, "hour")
         lookback = int(end - start + DAY)
         sel = "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(filters.items())) + "}" if filters else ""
         groups: dict[tuple, dict] = {}
