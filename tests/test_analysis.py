@@ -42,6 +42,7 @@ def report_ledger(tmp_path):
     s.daily("acme", "openai", "gpt-4o", "2026-11-01", [2.0] * 30)
     s.daily("beta", "anthropic", "claude-sonnet-4-5", "2026-11-01", [1.0] * 29 + [20.0])
     s.event(ts("2026-11-29"), "gamma", "openai", "gpt-4o", 0.5)
+    s.event(ts("2026-11-29", 11), "gamma", "openai", "mystery-9000", input_tokens=500)    # no price: unpriced
     s.event(ts("2026-10-31"), "acme", "openai", "gpt-4o", 7.0)         # last month: only in a 31-day period
     s.close()
     budgets = tmp_path / "budgets.yaml"
@@ -66,8 +67,9 @@ def test_report_by_hand(report_ledger, capsys):
         {"tenant": "gamma", "today_usd": 0.0, "month_usd": 0.5, "period_usd": 0.5, "budget_status": None},
     ]
     assert rep["models"] == [
-        {"provider": "anthropic", "model": "claude-sonnet-4-5", "period_usd": 26.0, "calls": 7},
-        {"provider": "openai", "model": "gpt-4o", "period_usd": 14.5, "calls": 8},
+        {"provider": "anthropic", "model": "claude-sonnet-4-5", "period_usd": 26.0, "calls": 7, "unpriced_calls": 0},
+        {"provider": "openai", "model": "gpt-4o", "period_usd": 14.5, "calls": 8, "unpriced_calls": 0},
+        {"provider": "openai", "model": "mystery-9000", "period_usd": 0.0, "calls": 1, "unpriced_calls": 1},
     ]
     assert rep["daily_budgets"] == [{"budget": "global", "limit_usd": 100.0}]
     assert sum(d["usd"] for d in rep["daily"]) == pytest.approx(40.5)
@@ -86,7 +88,8 @@ def test_report_one_tenant_and_the_table(report_ledger, capsys):
                    "--tenant", "acme")
     assert rep["global"]["period_usd"] == 40.5          # the fleet's, for context
     assert [t["tenant"] for t in rep["tenants"]] == ["acme"]
-    assert rep["models"] == [{"provider": "openai", "model": "gpt-4o", "period_usd": 14.0, "calls": 7}]
+    assert rep["models"] == [{"provider": "openai", "model": "gpt-4o", "period_usd": 14.0, "calls": 7,
+                              "unpriced_calls": 0}]
     assert rep["daily_budgets"] == [{"budget": "tenant:acme", "limit_usd": 1.5}]
     assert main(["report", "--storage.path", state, "--budgets.file", budgets, "--days", "7"]) == 0
     out = capsys.readouterr().out
@@ -95,6 +98,9 @@ def test_report_one_tenant_and_the_table(report_ledger, capsys):
     line = next(ln for ln in out.splitlines() if ln.startswith("beta "))
     assert line.split() == ["beta", "$20.00", "$49.00", "$26.00", "critical"]
     assert "gamma" in out and "no budget" in out
+    line = next(ln for ln in out.splitlines() if "mystery-9000" in ln)
+    assert line.split() == ["openai", "mystery-9000", "$0.00", "1", "1"]
+    assert "Unpriced calls have no price in pricing.yaml" in out
 
 
 # ---- anomalies -------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ def build(source: Source, now: float, days: int = 30, tenant: str | None = None)
     for t, v in sorted(per_tenant.items(), key=lambda kv: (-kv[1]["period_usd"], kv[0])):
         mine = [b["status"] for b in budgets if (b.get("selector") or {}).get("tenant") == t]
         tenants.append({"tenant": t, **v, "budget_status": worst(mine)})
-    models = [{"provider": r["provider"], "model": r["model"], "period_usd": usd(r["cost_usd"]), "calls": r["calls"]}
+    models = [{"provider": r["provider"], "model": r["model"], "period_usd": usd(r["cost_usd"]), "calls": r["calls"],
+               "unpriced_calls": r["unpriced_calls"]}
               for r in source.costs(period0, now, ("provider", "model"), **filt)]
     models.sort(key=lambda m: (-m["period_usd"], -m["calls"], m["provider"], m["model"]))
     daily = [{"day": r["day"], "tenant": r["tenant"], "usd": usd(r["cost_usd"])}
@@ -72,9 +73,15 @@ def render(rep: dict, top: int = 10) -> str:
         lines.append("  (no spend recorded)")
     lines += ["", f"Top models (last {n} days):"]
     if rep["models"]:
-        lines.append(table(["Provider", "Model", "Spend", "Calls"],
+        shown = rep["models"][:top]
+        unpriced = any(m.get("unpriced_calls") for m in shown)
+        lines.append(table(["Provider", "Model", "Spend", "Calls"] + (["Unpriced calls"] if unpriced else []),
                            [[m["provider"], m["model"], money(m["period_usd"]), f"{m['calls']:,}"]
-                            for m in rep["models"][:top]], right=(2, 3)))
+                            + ([f"{m['unpriced_calls']:,}" if m["unpriced_calls"] else ""] if unpriced else [])
+                            for m in shown], right=(2, 3, 4)))
+        if unpriced:
+            lines.append("  Unpriced calls have no price in pricing.yaml: their spend is missing above "
+                         "(costmeter_unpriced_calls_total).")
         if len(rep["models"]) > top:
             lines.append(f"  ... and {len(rep['models']) - top} more (--json lists all)")
     else:
