@@ -175,3 +175,39 @@ def test_answer_before_the_ledger_is_open_and_on_a_bad_parameter():
         503, {"error": "starting: the ledger is not open yet, retry"})
     status, body = answer(SimpleNamespace(ledger=None), "start=2026-11-22")
     assert status == 400 and body["parameter"] == "start"      # no UTC offset: checked before the ledger
+
+
+def test_concurrent_ingest_queries_and_housekeeping_count_every_event_once(tmp_path):
+    import threading
+
+    exp = Exporter.embedded(state_dir=str(tmp_path / "state"))
+    try:
+        stop = threading.Event()
+        errors = []
+
+        def writer():
+            for b in range(40):
+                body = [{"id": f"c{b}-{i}", "timestamp": T0 + (b * 50 + i) * 97.0, "provider": "openai",
+                         "tenant": f"t{i % 3}", "cost_usd": 0.01} for i in range(50)]
+                r = requests.post(exp.url + "/v1/events", json=body, timeout=30)
+                if r.status_code != 200:
+                    errors.append(r.text)
+            stop.set()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        q = {"start": str(T0), "end": str(T0 + 3 * 86400), "group_by": "tenant,hour"}
+        seen = 0
+        while not stop.is_set():       # queries catch up while events arrive and housekeeping folds them
+            r = requests.get(exp.url + "/v1/costs", params=q, timeout=30)
+            assert r.status_code == 200
+            seen = max(seen, sum(x["calls"] for x in r.json()["rows"]))
+        t.join()
+        assert not errors
+        final = requests.get(exp.url + "/v1/costs", params=q, timeout=30).json()
+        assert sum(x["calls"] for x in final["rows"]) == 2000 >= seen
+        assert final["rows"] == CostsDB(exp.ledger.path).raw_query(
+            CostQuery(T0, T0 + 3 * 86400, ("tenant", "hour")))["rows"]
+        assert round(sum(x["cost_usd"] for x in final["rows"]), 6) == 20.0
+    finally:
+        exp.stop()
