@@ -31,6 +31,7 @@ from costmeter.config.loader import ConfigErrors
 from costmeter.server.billing import BillingLink
 from costmeter.config.settings import Settings, load_settings
 from costmeter.server.http import serve
+from costmeter.server import costs
 from costmeter.server.store import Store
 
 log = logging.getLogger("costmeter")
@@ -271,6 +272,7 @@ class Exporter:
             try:
                 with self.ledger.lock:   # a period roll re-reads the ledger: no ingest in between
                     self.budgets.tick()
+                costs.for_ledger(self.ledger.path).catch_up(limit=costs.CHUNK)   # GET /v1/costs rollup
                 if now >= next_sample:
                     self.resources.sample()
                     next_sample = now + interval
@@ -278,7 +280,8 @@ class Exporter:
                     self.snapshot()
                     next_snapshot = now + s.snapshot_interval_seconds
                 if now >= next_prune:
-                    n = self.ledger.prune(time.time() - s.retention_days * 86400, self.snapshot_seq)
+                    n = self.ledger.prune(time.time() - s.retention_days * 86400,
+                                          min(self.snapshot_seq, costs.for_ledger(self.ledger.path).mark()))
                     if n:
                         log.info("pruned %d events older than %g days", n, s.retention_days)
                     next_prune = now + 3600
