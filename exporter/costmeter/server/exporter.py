@@ -27,16 +27,21 @@ from costmeter.server.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROV
                      Ledger)
 from costmeter.pricing import PricingTable
 from costmeter.collectors.resources import ResourceSampler
+from costmeter.config.billing import BillingConfig, unknown_sources
+from costmeter.config.loader import ConfigErrors
+from costmeter.server.billing import BillingLink
 from costmeter.config.settings import Settings, load_settings
 from costmeter.server.http import serve
+from costmeter.server import costs
 from costmeter.server.store import Store
 
 log = logging.getLogger("costmeter")
 
 REJECT_REASONS = ("malformed", "missing_field", "unknown_field", "invalid_field")
 SNAPSHOT = "exporter"
-# Counters that leave no ledger row (duplicates, rejections, infrastructure USD) as last
-# served: written durably before a scrape sees them, so a crash never takes them back.
+# Counters that leave no ledger row (duplicates, rejections, infrastructure USD, billing API
+# cost) as last served: saved durably before a scrape's answer leaves, so a crash never
+# takes them back.
 EXPOSED = "exposed"
 
 
@@ -60,12 +65,19 @@ def _reason(err: EventError) -> str:
     return "invalid_field"
 
 
+def _check_billing_refs(budget_config, billing) -> None:
+    errors = unknown_sources(budget_config.billing_refs, budget_config.file, billing)
+    if errors:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+
+
 class Exporter:
     def __init__(self, settings: Settings | None = None):
         self.settings = s = settings or load_settings()
         # Load and validate everything before touching the state directory.
         self.pricing = PricingTable.load(s.pricing_file)
         self.budget_config = load_budgets(s.budgets_file)
+        _check_billing_refs(self.budget_config, s.billing)
         self.web = None
         if s.web_config_file:
             from costmeter.server.webconfig import load_web_config
@@ -75,6 +87,8 @@ class Exporter:
         self.governance: GovernanceLog | None = None
         self.budgets: BudgetBook | None = None
         self.resources = ResourceSampler(s.resources)
+        self.billing = BillingLink(s.billing or BillingConfig(), lambda: self.ledger.sums if self.ledger else None,
+                                   lambda: self.budgets)
         self.health = {"accepted": 0.0, "duplicates": 0.0, "rejected": {r: 0.0 for r in REJECT_REASONS}}
         self.applied_seq = 0
         self.snapshot_seq = -1
@@ -109,6 +123,7 @@ class Exporter:
             raise
         self.resources.sample()
         self._spawn(self._housekeeping, "costmeter-housekeeping")
+        self.billing.scheduler.start()
         if self.http is not None:
             self._spawn(self.http.serve_forever, "costmeter-http")
         self.ready = True
@@ -126,6 +141,7 @@ class Exporter:
             self.store.restore(state["store"])
             self.health.update(state.get("health", {}))
             self.resources.restore(state.get("resources", {}))
+            self.billing.scheduler.restore(state.get("billing", {}))
         self._restore_exposed()
         replayed = 0
         for seq, row in self.ledger.replay(seq):
@@ -136,6 +152,7 @@ class Exporter:
         # duplicates and rejections since the last snapshot are not (they leave no row)
         self.health["accepted"] += replayed
         self.budgets.restore(self.ledger.sums)
+        self.billing.push_budgets()
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
 
     def _restore_exposed(self) -> None:
@@ -149,22 +166,24 @@ class Exporter:
             if reason in h["rejected"]:
                 h["rejected"][reason] = max(h["rejected"][reason], float(v))
         self.resources.restore(seen.get("resources", {}))
+        billing = self.billing.scheduler.state()          # as restored from the snapshot ...
+        for name, usd in seen.get("billing_api_cost_usd", {}).items():
+            if name in billing:                            # ... with its one counter raised to what was served
+                billing[name]["api_cost_usd"] = max(float(billing[name].get("api_cost_usd", 0.0)), float(usd))
+        self.billing.scheduler.restore(billing)
 
-    def _expose(self) -> dict:
-        """The health counters to serve, made durable first when they changed."""
+    def _save_served(self) -> None:
+        """Durably save the counters without ledger rows, read *after* a scrape rendered them:
+        they only rise, so what is saved is at least what the scrape serves."""
         with self._expose_lock:
             with self.ledger.lock:
-                health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                          "rejected": dict(self.health["rejected"])}
-            resources = self.resources.state()
-            seen = {"duplicates": health["duplicates"], "rejected": health["rejected"], "resources": resources}
+                seen = {"duplicates": self.health["duplicates"], "rejected": dict(self.health["rejected"])}
+            seen["resources"] = self.resources.state()
+            seen["billing_api_cost_usd"] = {name: st["api_cost_usd"]
+                                            for name, st in self.billing.scheduler.state().items()}
             if seen != self._exposed:
                 self.ledger.save_snapshot(EXPOSED, 0, seen)
                 self._exposed = seen
-        # serve the totals as saved (a sample may have moved them on since), for configured targets
-        saved = {(t, r): v for t, by_res in resources["usd_total"].items() for r, v in by_res.items()}
-        health["usd"] = {k: saved.get(k, 0.0) for k in self.resources.usd_totals()}
-        return health
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -173,6 +192,7 @@ class Exporter:
 
     def stop(self) -> None:
         self._stop.set()
+        self.billing.scheduler.stop()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -212,6 +232,7 @@ class Exporter:
         try:
             pricing = PricingTable.load(s.pricing_file)
             budget_config = load_budgets(s.budgets_file)
+            _check_billing_refs(budget_config, s.billing)
             web = None
             if s.web_config_file:
                 from costmeter.server.webconfig import load_web_config
@@ -222,6 +243,7 @@ class Exporter:
         with self.ledger.lock:
             self.pricing, self.budget_config = pricing, budget_config
             self.budgets.reconfigure(budget_config)
+            self.billing.push_budgets()
             if web is not None:
                 self.web = web
                 if self.http is not None:    # new connections follow the file: TLS on, changed or off
@@ -295,6 +317,7 @@ class Exporter:
             try:
                 with self.ledger.lock:   # a period roll re-reads the ledger: no ingest in between
                     self.budgets.tick()
+                costs.for_ledger(self.ledger.path).catch_up(limit=costs.CHUNK)   # GET /v1/costs rollup
                 if now >= next_sample:
                     self.resources.sample()
                     next_sample = now + interval
@@ -310,7 +333,9 @@ class Exporter:
     def prune(self, now: float | None = None) -> int:
         """Drop raw events received more than retention_days ago (their ids with them)."""
         days = self.settings.retention_days
-        n = self.ledger.prune((time.time() if now is None else now) - days * 86400, self.snapshot_seq)
+        # only rows already folded into the snapshot and into the GET /v1/costs rollup
+        keep_after = min(self.snapshot_seq, costs.for_ledger(self.ledger.path).mark())
+        n = self.ledger.prune((time.time() if now is None else now) - days * 86400, keep_after)
         if n:
             log.info("pruned %d events received more than %g days ago", n, days)
         return n
@@ -321,20 +346,22 @@ class Exporter:
             seq = self.applied_seq
             state = {"store": self.store.state(), "health": {
                 "accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state()}
+                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state(),
+                "billing": self.billing.scheduler.state()}
         self.ledger.save_snapshot(SNAPSHOT, seq, state)
         self.snapshot_seq = seq
 
     # ---- scrape ----------------------------------------------------------------------
     def render_metrics(self) -> bytes:
         out: list[str] = []
-        health = self._expose()
         with self.ledger.lock:
             self.store.render(out)
-            health["accepted"] = self.health["accepted"]
+            health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
+                      "rejected": dict(self.health["rejected"])}
             overflow = dict(self.store.guard.overflow)
         out.append(self._budget_families())
-        out.append(self._resource_families(health["usd"]))
+        out.append(self._resource_families())
+        out.append(self.billing.render())
         out.append(gauge_family("costmeter_build_info", "costmeter version; always 1.", ("version",),
                                 [((__version__,), 1.0)]))
         out.append(gauge_family("costmeter_ingest_events_total", "Usage events accepted and durably recorded.",
@@ -352,7 +379,9 @@ class Exporter:
         out.append(gauge_family("costmeter_series_overflow_total",
                                 "Events whose label value was folded into __overflow__ by the cardinality guard.",
                                 ("label",), [((k,), float(v)) for k, v in sorted(overflow.items())], "counter"))
-        return "".join(out).encode() + generate_latest(self._process)
+        body = "".join(out).encode() + generate_latest(self._process)
+        self._save_served()           # before the body leaves: a crash never takes a served value back
+        return body
 
     def _budget_families(self) -> str:
         # Budgets made from tenant_defaults are as many as tenants: export only
@@ -382,8 +411,9 @@ class Exporter:
             fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", "period_end"),
         ))
 
-    def _resource_families(self, usd: dict[tuple[str, str], float]) -> str:
+    def _resource_families(self) -> str:
         gauges = self.resources.gauges()
+        usd = self.resources.usd_totals()
         return "".join((
             gauge_family("cost_cpu_usage_cores", "CPU cores in use, sampled with psutil.", ("target",),
                          [((t,), c) for t, c, _ in gauges]),
