@@ -1,4 +1,4 @@
-"""The hand-written HTTP server against a library one (cheroot), same run, same machine.
+"""The hand-written HTTP server against library ones (cheroot, uvicorn), same run, same machine.
 
 Each server runs in its own process with the same trivial application, so only the
 HTTP layer differs: POST /v1/events reads the whole body and answers a small JSON
@@ -12,7 +12,7 @@ document (no validation, no ledger), GET /metrics answers a fixed 20 KB text. Me
 The exporter's real ingest path (validation + durable ledger) costs ~10-15 µs per event,
 i.e. 10-15 ms per 1,000-event request; the HTTP layer's share is what this measures.
 
-    .venv/bin/python bench/bench_http_servers.py      (needs: pip install cheroot)
+    .venv/bin/python bench/bench_http_servers.py      (pip install -e '.[bench]': cheroot, uvicorn)
 """
 from __future__ import annotations
 
@@ -85,6 +85,26 @@ def serve_cheroot(port: int) -> None:
     wsgi.Server(("127.0.0.1", port), app).safe_start()     # defaults: 10 threads, 10 s socket timeout
 
 
+def serve_uvicorn(port: int) -> None:
+    import uvicorn
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "POST":
+            more = True
+            while more:
+                msg = await receive()
+                more = msg.get("more_body", False)
+            body, ctype = b'{"accepted": 1000}\n', b"application/json"
+        else:
+            body, ctype = METRICS, b"text/plain"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", http="httptools")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -148,9 +168,16 @@ def main() -> None:
     ap.add_argument("--stall", type=int, default=50)
     args = ap.parse_args()
     if args.serve:
-        {"own": serve_own, "cheroot": serve_cheroot}[args.serve[0]](int(args.serve[1]))
+        {"own": serve_own, "cheroot": serve_cheroot, "uvicorn": serve_uvicorn}[args.serve[0]](int(args.serve[1]))
         return
-    for kind, name in (("own", "hand-written (http.server + this issue's limits)"), ("cheroot", "cheroot 11 WSGI")):
+    kinds = [("own", "hand-written (http.server + this issue's limits)"), ("cheroot", "cheroot WSGI"),
+             ("uvicorn", "uvicorn + httptools (ASGI)")]
+    for kind, name in kinds:
+        try:
+            __import__(kind if kind != "own" else "costmeter")
+        except ImportError:
+            print(f"{name}: not installed (pip install -e '.[bench]')")
+            continue
         port = free_port()
         proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
