@@ -80,7 +80,8 @@ class AppMetrics:
                               "Tracked calls refused before the provider was called (BudgetExceededError).",
                               ("tenant",), registry=registry)
         self.dropped = Counter("costmeter_sdk_dropped_events_total",
-                               "Usage events the SDK could not keep (queue or disk spool full, or refused as malformed).",
+                               "Usage events the SDK could not keep, by reason: queue_full, spool_full, spool_deleted "
+                               "(spool directory removed), spool_unwritable, refused (malformed), rejected.",
                                ("reason",), registry=registry)
 
 

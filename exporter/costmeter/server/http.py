@@ -170,20 +170,21 @@ class Server(ThreadingHTTPServer):
             self._conns[request.fileno()] = ["wait", time.monotonic()]
         return True
 
-    def process_request_thread(self, request, client_address):
-        fd = request.fileno()
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
+    def _forget(self, fd: int) -> None:
+        """Untrack a connection; always before its descriptor is closed, so that an
+        eviction never shuts down a reused descriptor number."""
+        if fd >= 0:
             with self._conns_lock:
                 self._conns.pop(fd, None)
+
+    def shutdown_request(self, request):
+        self._forget(request.fileno())     # -1 once detached into a TLS socket (forgotten then)
+        super().shutdown_request(request)
 
     def process_request(self, request, client_address):
         try:
             super().process_request(request, client_address)
         except RuntimeError:          # no thread to be had: answer nothing, free the slot
-            with self._conns_lock:
-                self._conns.pop(request.fileno(), None)
             self.shutdown_request(request)
 
     def connections(self) -> int:
@@ -202,16 +203,19 @@ class Server(ThreadingHTTPServer):
         # TLS handshakes happen here, in the connection's own thread, so one
         # slow or stalled client never holds up the accept loop.
         if self.ssl_context is not None:
+            fd = request.fileno()
             request.settimeout(HEADER_TIMEOUT)
             try:
                 request = self.ssl_context.wrap_socket(request, server_side=True)
             except (OSError, ValueError) as e:
                 log.debug("TLS handshake with %s failed: %s", client_address, e)
+                self._forget(fd)
                 request.close()
                 return
             try:
                 super().finish_request(request, client_address)
             finally:
+                self._forget(fd)
                 request.close()      # the raw socket was detached into this TLS socket
             return
         super().finish_request(request, client_address)
