@@ -31,14 +31,14 @@ def test_counters_never_go_backwards_across_sigkill(tmp_path):
     try:
         time.sleep(1.5)             # the start-up snapshot has been taken
         seen: dict = {}
-        for round_ in range(3):
+        for round_ in range(2):
             ev = [{"id": f"r{round_}-{i}", "provider": "openai", "model": "gpt-4o-mini", "tenant": "t",
                    "cost_usd": 0.01} for i in range(20)]
             requests.post(p.url + "/v1/events", json=ev).raise_for_status()
             requests.post(p.url + "/v1/events", json=ev).raise_for_status()          # 20 duplicates
             r = requests.post(p.url + "/v1/events", json=[{"provider": "openai"}, 7, {"nope": 1}])
             assert r.status_code == 422
-            time.sleep(1.2)                                 # resources sampled several times since
+            time.sleep(0.8)                                 # resources sampled several times since
             before = counters(p.url)
             assert before[("costmeter_ingest_duplicate_events_total", frozenset())] == 20 * (round_ + 1)
             for k, v in seen.items():
