@@ -294,11 +294,13 @@ class PricingTable:
             if m.startswith(prefix) and len(m) > len(prefix):
                 steps.append(f"prefix {prefix} removed")
                 m = m[len(prefix):]
-        if "." in m:                        # Bedrock: [region.]vendor.model
-            r = m if m.startswith(p + ".") else _REGION_RE.sub("", m, count=1)
-            if r.startswith(p + ".") and len(r) > len(p) + 1:
-                steps.append(f"Bedrock prefix {m[:len(m) - len(r)]}{p}. removed")
-                m = r[len(p) + 1:]
+        if "." in m:                        # Bedrock: [region.]vendor.model, the vendor a known provider
+            for r in (m, _REGION_RE.sub("", m, count=1)):
+                head, _, rest = r.partition(".")
+                if rest and (head == p or self._provider(head) is not None):
+                    steps.append(f"Bedrock prefix {m[:len(m) - len(rest)]} removed")
+                    m = rest
+                    break
         candidates = [m]
         c = m
         for _ in range(3):
