@@ -29,7 +29,7 @@ _SUFFIX_RE = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8})|-v\d+:\d+)$")
 _PATH_PREFIXES = ("models/", "publishers/google/models/")
 # Bedrock-style ids: an optional cross-region inference prefix (us., eu., apac.,
 # global., ...) and the vendor ("anthropic."), as in us.anthropic.claude-sonnet-4-5-20250929-v1:0.
-_REGION_RE = re.compile(r"^[a-z]{2,6}(?:-[a-z]+)?\.")
+_REGION_RE = re.compile(r"^(?:us|eu|apac|au|ca|jp|global|us-gov)\.")
 _CACHE_LIMIT = 10_000
 _MISSING: Any = object()
 
@@ -294,26 +294,31 @@ class PricingTable:
             if m.startswith(prefix) and len(m) > len(prefix):
                 steps.append(f"prefix {prefix} removed")
                 m = m[len(prefix):]
+        bases = [m]
         if "." in m:                        # Bedrock: [region.]vendor.model, the vendor a known provider
-            for r in (m, _REGION_RE.sub("", m, count=1)):
-                head, _, rest = r.partition(".")
+            r = _REGION_RE.sub("", m, count=1)
+            if r != m:
+                bases.append(r)             # the vendor's own id without the cross-region prefix
+            for x in list(bases):
+                head, _, rest = x.partition(".")
                 if rest and (head == p or self._provider(head) is not None):
-                    steps.append(f"Bedrock prefix {m[:len(m) - len(rest)]} removed")
-                    m = rest
+                    bases.append(rest)
                     break
-        candidates = [m]
-        c = m
-        for _ in range(3):
-            c2 = _SUFFIX_RE.sub("", c)
-            if c2 == c or not c2:
-                break
-            candidates.append(c2)
-            c = c2
+        candidates = []
+        for x in bases:
+            c = x
+            candidates.append(c)
+            for _ in range(3):
+                c2 = _SUFFIX_RE.sub("", c)
+                if c2 == c or not c2:
+                    break
+                candidates.append(c2)
+                c = c2
         for c in candidates:
             hit = names.get(c)
             if hit is not None:
                 if c != m:
-                    steps.append(f"snapshot suffix {m[len(c):]} removed")
+                    steps.append(f"{m} read as {c} (cross-region, vendor prefix or snapshot suffix removed)")
                 steps.append(f"name {c}" if hit == c else f"alias {c} of {hit}")
                 return hit
         for rx, _lit, _layer, _order, mname in self._patterns[p]:   # most literal characters first
