@@ -183,12 +183,15 @@ def test_bad_provider_alias_and_batch_undiscounted_are_named(tmp_path):
 
 
 def test_user_provider_beats_builtin_alias():
-    # A user who prices Bedrock apart (regional endpoints cost 10 % more) gets their own prices.
+    # A user who prices Bedrock apart (regional endpoints cost 10 % more) gets their own prices
+    # for the models they list; the others are still priced as the alias says.
     t = PricingTable.loads("providers:\n  bedrock:\n    models:\n"
                            "      claude-sonnet-4-5: {input: 3.3, output: 16.5}\n")
-    assert t.cost("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", 1_000_000) == pytest.approx(3.3)
-    assert t.cost("bedrock", "claude-sonnet-4-5", 1_000_000) == pytest.approx(3.3)
-    assert t.cost("bedrock", "claude-3-haiku", 1_000_000) is None      # no longer an alias of anthropic
+    assert t.cost("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", 100_000) == pytest.approx(0.33)
+    assert t.cost("bedrock", "claude-sonnet-4-5", 100_000) == pytest.approx(0.33)
+    assert t.cost("bedrock", "anthropic.claude-3-haiku-20240307-v1:0", 100_000) == pytest.approx(0.025)
+    assert t.explain("bedrock", "claude-3-haiku")["provider"] == "anthropic"
+    assert t.cost("anthropic", "claude-sonnet-4-5", 100_000) == pytest.approx(0.30)
 
 
 # ---- the shipped table: sources, and no lookalike machinery ------------------------------

@@ -195,8 +195,6 @@ class PricingTable:
                     models[mname] = (li, ms)          # a later layer replaces the whole model
         errors: list[ConfigError] = []
         for a, (target, layer) in paliases.items():
-            if a in merged:                  # a provider priced under its own name is not an alias
-                continue
             if target not in merged:
                 errors.append(ConfigError(layer.file, None, f"provider_aliases.{a}",
                                           f"{target!r} is not a provider of the price table"))
@@ -269,18 +267,22 @@ class PricingTable:
         if sep and rest and head not in ("models", "publishers"):
             hp = self._provider(head)
             if hp is not None:
-                steps.append(f"gateway prefix {head}/ -> provider {hp}")
-                hit = self._resolve(hp, rest, steps)
-                if hit is not None:
-                    return {"provider": hp, "model": hit, "steps": steps}
-                return None
-        p = self._provider(p0)
-        if p is None:
+                steps.append(f"gateway prefix {head}/")
+                return self._find(head, rest, steps)
+        return self._find(p0, m, steps)
+
+    def _find(self, p0: str, m: str, steps: list[str]) -> dict | None:
+        """Resolve under provider ``p0``: its own models first, then those of the provider it is an alias of."""
+        if p0 in self._models:
+            hit = self._resolve(p0, m, steps)
+            if hit is not None:
+                return {"provider": p0, "model": hit, "steps": steps}
+        alt = self._provider_aliases.get(p0)
+        if alt is None or alt == p0:
             return None
-        if p != p0:
-            steps.append(f"provider {p0} is an alias of {p}")
-        hit = self._resolve(p, m, steps)
-        return None if hit is None else {"provider": p, "model": hit, "steps": steps}
+        steps.append(f"provider {p0} is priced as {alt}")
+        hit = self._resolve(alt, m, steps)
+        return None if hit is None else {"provider": alt, "model": hit, "steps": steps}
 
     def _resolve(self, p: str, m: str, steps: list[str] | None = None) -> str | None:
         names = self._names[p]
