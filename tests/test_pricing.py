@@ -176,7 +176,8 @@ def test_max_cost_is_an_upper_bound(table):
     ("openai", "gpt-4-1106-preview", "gpt-4-turbo"),
     ("openai", "gpt-3.5-turbo-16k-0613", "gpt-3.5-turbo-16k"),
     ("openai", "o3-2025-04-16", "o3"),
-    ("openai", "chatgpt-4o-latest", "gpt-4o"),
+    ("openai", "chatgpt-4o-latest", "chatgpt-4o-latest"),      # its own price, not gpt-4o's
+    ("openai", "gpt-5-chat-latest", "gpt-5"),
     ("anthropic", "claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
     ("anthropic", "claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
     ("anthropic", "claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
@@ -338,10 +339,11 @@ def test_user_model_name_beats_builtin_alias():
         providers:
           openai:
             models:
-              chatgpt-4o-latest: {input: 5, output: 15}
+              gpt-5-chat-latest: {input: 5, output: 15}
     """))
-    assert t.resolve("openai", "chatgpt-4o-latest") == "chatgpt-4o-latest"
-    assert t.price("openai", "chatgpt-4o-latest").input == 5
+    assert PricingTable.load().resolve("openai", "gpt-5-chat-latest") == "gpt-5"     # a built-in alias
+    assert t.resolve("openai", "gpt-5-chat-latest") == "gpt-5-chat-latest"
+    assert t.price("openai", "gpt-5-chat-latest").input == 5
 
 
 def test_user_pattern_wins_tie_with_builtin():

@@ -90,6 +90,7 @@ CORPUS = [
     ("openai", "gpt-3.5-turbo-1106", (1000, 0, 0, 0, 1000, 0), False, (1000 * 1 + 1000 * 2) / M),
     ("openai", "gpt-3.5-turbo-0613", (1000, 0, 0, 0, 1000, 0), False, (1000 * 1.50 + 1000 * 2) / M),
     ("openai", "gpt-3.5-turbo-0125", (1000, 0, 0, 0, 1000, 0), False, (1000 * 0.50 + 1000 * 1.50) / M),
+    ("openai", "chatgpt-4o-latest", (1000, 0, 0, 0, 1000, 0), False, (1000 * 5 + 1000 * 15) / M),    # not gpt-4o
     # -- Names that match nothing exactly: unpriced, never the nearest lookalike.
     ("google", "gemini-flash-latest", (1000, 0, 0, 0, 1000, 0), False, None),
     ("google", "gemini-2.5-pro-exp-03-25", (1000, 0, 0, 0, 1000, 0), False, None),
@@ -108,6 +109,7 @@ CORPUS = [
     ("meta", "meta-llama/Llama-3.3-70B-Instruct-Turbo", (1000, 0, 0, 0, 1000, 0), False, None),   # Together's id
     ("mistral", "mistral-medium-2312", (1000, 0, 0, 0, 1000, 0), False, None),
     ("mistral", "mistral-small-2409", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("mistral", "mistral-large-2407", (1000, 0, 0, 0, 1000, 0), False, None),
     ("deepseek", "deepseek-v3", (1000, 0, 0, 0, 1000, 0), False, None),
     # -- Mistral and DeepSeek, first-party.
     ("mistral", "mistral-large-latest", (1000, 0, 0, 0, 1000, 0), False, (1000 * 0.50 + 1000 * 1.50) / M),
@@ -231,7 +233,7 @@ def test_anthropic_1h_writes_are_twice_input_everywhere(table):
 
 def test_corpus_through_the_exporter(tmp_path):
     events = []
-    picks = [0, 4, 10, 17, 24, 29, 34, 45]
+    picks = [0, 4, 10, 17, 24, 29, 35, 46]
     for k in picks:
         p, m, t, b, _ = CORPUS[k]
         events.append({"id": f"c{k}", "provider": p, "model": m, "tenant": "corpus", "batch": b,
