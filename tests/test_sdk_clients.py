@@ -357,3 +357,18 @@ def test_legacy_cost_tracker_signatures(reg):
     assert calls(reg, "openai", "gpt-4o-mini") == 1
     assert tokens(reg, "openai", "gpt-4o-mini") == {"input": 100, "cached_input": 0, "cache_write": 0,
                                                      "cache_write_1h": 0, "output": 50, "reasoning": 0}
+
+
+def test_1h_cache_writes_recorded_and_priced(reg):
+    # claude-haiku-4-5: input 1, 5-minute write 1.25, 1-hour write 2.00, output 5 per million.
+    with track_cost(provider="anthropic", model="claude-haiku-4-5", tenant="h1") as call:
+        call.record(input_tokens=100, cache_write_tokens=1000, cache_write_1h_tokens=2000, output_tokens=10)
+    assert tokens(reg, "anthropic", "claude-haiku-4-5", "h1") == {
+        "input": 100, "cached_input": 0, "cache_write": 1000, "cache_write_1h": 2000, "output": 10, "reasoning": 0}
+    assert cost_sum(reg, "anthropic", "claude-haiku-4-5", tenant="h1") == \
+        pytest.approx((100 * 1 + 1000 * 1.25 + 2000 * 2 + 10 * 5) / 1e6, rel=1e-12)
+    # The five counts of earlier versions (no 1-hour writes) are still accepted.
+    got = cost_tracker.record("anthropic", "claude-haiku-4-5", "h5", None, (100, 0, 1000, 10, 0))
+    assert got == pytest.approx((100 * 1 + 1000 * 1.25 + 10 * 5) / 1e6, rel=1e-12)
+    assert tokens(reg, "anthropic", "claude-haiku-4-5", "h5") == {
+        "input": 100, "cached_input": 0, "cache_write": 1000, "cache_write_1h": 0, "output": 10, "reasoning": 0}
