@@ -168,3 +168,11 @@ def test_import_cli_bad_input(tmp_path):
     res = subprocess.run(costmeter_cmd() + ["pricing", "import-litellm", str(tmp_path / "none.json")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "cannot read" in res.stderr
+
+
+def test_pricing_is_a_command_and_alone_prints_its_help(capsys):
+    assert main([]) == 0
+    assert "pricing" in capsys.readouterr().out
+    assert main(["pricing"]) == 0
+    out = capsys.readouterr().out
+    assert "show" in out and "import-litellm" in out
