@@ -81,7 +81,8 @@ class ModelPrice:
              cache_write_1h_tokens: int = 0) -> float:
         p = self
         above = p.long_context_above
-        if above is not None and input_tokens + cached_input_tokens + cache_write_tokens + cache_write_1h_tokens > above:
+        if above is not None and (input_tokens + cached_input_tokens + cache_write_tokens
+                                  + cache_write_1h_tokens) > above:
             p = p.long_context  # type: ignore[assignment]
         c = (input_tokens * p.input + cached_input_tokens * p.cached_input
              + cache_write_tokens * p.cache_write + cache_write_1h_tokens * p.cache_write_1h
