@@ -135,6 +135,37 @@ def test_corpus(table, provider, model, tokens, batch, want):
         assert got == pytest.approx(want, rel=1e-12)
 
 
+# Every long-context threshold of the shipped table, by hand: (provider, model, above, base
+# input/output, tier input/output). One token either side, with the prompt split over input,
+# cached input and both cache writes so that every part is seen to count.
+TIERS = [
+    ("anthropic", "claude-sonnet-4", 200_000, (3, 15), (6, 22.50)),
+    ("anthropic", "claude-sonnet-4-5", 200_000, (3, 15), (6, 22.50)),
+    ("google", "gemini-1.5-flash", 128_000, (0.075, 0.30), (0.15, 0.60)),
+    ("google", "gemini-1.5-pro", 128_000, (1.25, 5), (2.50, 10)),
+    ("google", "gemini-2.5-pro", 200_000, (1.25, 10), (2.50, 15)),
+    ("google", "gemini-3-pro-preview", 200_000, (2, 12), (4, 18)),
+    ("openai", "gpt-5.4", 272_000, (2.50, 15), (5, 22.50)),
+    ("openai", "gpt-5.5", 272_000, (5, 30), (10, 45)),
+]
+
+
+@pytest.mark.parametrize("provider, model, above, base, tier", TIERS, ids=[t[1] for t in TIERS])
+def test_every_threshold_both_sides(table, provider, model, above, base, tier):
+    have = {(p, m): pr.long_context_above for p, m, pr in table.models() if pr.long_context_above}
+    assert set(have) == {(t[0], t[1]) for t in TIERS}, "a tier was added or removed: list it here"
+    assert have[(provider, model)] == above
+    p = table.price(provider, model)
+    quarter = above // 4
+    for prompt, (i_rate, o_rate) in ((above, base), (above + 1, tier)):
+        inp = prompt - 3 * quarter
+        got = table.cost(provider, model, inp, quarter, quarter, 1000, cache_write_1h_tokens=quarter)
+        rates = p if prompt == above else p.long_context
+        want = (inp * i_rate + quarter * (rates.cached_input + rates.cache_write + rates.cache_write_1h)
+                + 1000 * o_rate) / M
+        assert got == pytest.approx(want, rel=1e-12), prompt
+
+
 def test_deepseek_prices_by_date(table):
     tok = dict(input_tokens=1000, cached_input_tokens=9000, output_tokens=1000)
     assert table.cost("deepseek", "deepseek-chat", **tok, at=ts("2025-08-01T00:00:00")) == \
