@@ -211,7 +211,7 @@ def test_bad_provider_alias_and_batch_undiscounted_are_named(tmp_path):
     text = str(ei.value)
     assert "batch_undiscounted" in text and "'cache' is not a token type" in text and ":5:" in text
     f.write_text("provider_aliases:\n  vertex: nosuch\n")
-    with pytest.raises(ConfigError, match="provider_aliases.vertex: 'nosuch' is not a provider"):
+    with pytest.raises(ConfigError, match="p.yaml:2: provider_aliases.vertex: 'nosuch' is not a provider"):
         PricingTable.load(str(f))
 
 

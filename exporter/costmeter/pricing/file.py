@@ -59,7 +59,7 @@ class _Layer:
     file: str | None
     include_defaults: bool
     providers: dict[str, _ProviderSpec]
-    provider_aliases: dict[str, str] = field(default_factory=dict)
+    provider_aliases: dict[str, tuple[str, int | None]] = field(default_factory=dict)   # alias -> (provider, line)
 
 
 def _parse_date(doc: Doc, path: tuple, value: Any) -> float:
@@ -319,7 +319,7 @@ def _parse(doc: Doc) -> _Layer:
                 errors.append(ConfigError(doc.file, line, loader.key_name(ppath + ("models", mkey, "aliases")),
                                           f"alias {alias!r} is the name of another model"))
         providers[pname] = spec
-    paliases: dict[str, str] = {}
+    paliases: dict[str, tuple[str, int | None]] = {}
     if "provider_aliases" in top:
         try:
             amap = loader.expect_mapping(doc, ("provider_aliases",), top["provider_aliases"])
@@ -335,7 +335,7 @@ def _parse(doc: Doc) -> _Layer:
             elif a == target:
                 errors.append(doc.error(apath, "a provider cannot be an alias of itself"))
             else:
-                paliases[a] = target
+                paliases[a] = (target, doc.line(apath))
     if len(errors) == 1:
         raise errors[0]
     if errors:

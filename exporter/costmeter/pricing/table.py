@@ -182,10 +182,10 @@ class PricingTable:
         merged: dict[str, dict[str, tuple[int, _ModelSpec]]] = {}
         provider_bd: dict[str, float] = {}
         provider_bu: dict[str, tuple[str, ...]] = {}
-        paliases: dict[str, tuple[str, _Layer]] = {}
+        paliases: dict[str, tuple[str, _Layer, int | None]] = {}
         for li, layer in enumerate(layers):
-            for a, target in layer.provider_aliases.items():
-                paliases[a] = (target, layer)
+            for a, (target, line) in layer.provider_aliases.items():
+                paliases[a] = (target, layer, line)
             for pname, pspec in layer.providers.items():
                 if pspec.batch_discount is not None:
                     provider_bd[pname] = pspec.batch_discount
@@ -195,9 +195,9 @@ class PricingTable:
                 for mname, ms in pspec.models.items():
                     models[mname] = (li, ms)          # a later layer replaces the whole model
         errors: list[ConfigError] = []
-        for a, (target, layer) in paliases.items():
+        for a, (target, layer, line) in paliases.items():
             if target not in merged:
-                errors.append(ConfigError(layer.file, None, f"provider_aliases.{a}",
+                errors.append(ConfigError(layer.file, line, f"provider_aliases.{a}",
                                           f"{target!r} is not a provider of the price table"))
                 continue
             self._provider_aliases[a] = target
