@@ -20,7 +20,8 @@ ALLOWED = {
     "server": {"config", "pricing", "budgets", "collectors"},
     "analysis": {"config", "pricing", "budgets", "collectors", "server"},
     "sdk": {"config", "pricing", "budgets", "server"},
-    "cli": {"config", "pricing", "budgets", "collectors", "server", "analysis", "sdk"},
+    "demo": {"config", "pricing", "budgets", "server", "sdk"},
+    "cli": {"config", "pricing", "budgets", "collectors", "server", "analysis", "sdk", "demo"},
 }
 
 
