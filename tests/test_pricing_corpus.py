@@ -83,6 +83,10 @@ CORPUS = [
     ("litellm", "bedrock/anthropic.claude-3-haiku-20240307-v1:0", (1000, 0, 0, 0, 1000, 0), False,
      (1000 * 0.25 + 1000 * 1.25) / M),
     ("google", "models/gemini-2.0-flash-001", (1000, 0, 0, 0, 1000, 0), False, (1000 * 0.10 + 1000 * 0.40) / M),
+    ("vertex_ai", "claude-sonnet-4-5@20250929", (1000, 0, 0, 1000, 1000, 0), False,
+     (1000 * 3 + 1000 * 6 + 1000 * 15) / M),
+    ("litellm", "vertex_ai/claude-3-5-sonnet-v2@20241022", (1000, 0, 0, 0, 1000, 0), False,
+     (1000 * 3 + 1000 * 15) / M),
     ("groq", "llama-3.3-70b-versatile", (1000, 0, 0, 0, 1000, 0), False, (1000 * 0.59 + 1000 * 0.79) / M),
     # -- Names that used to take a lookalike's price: now their own.
     ("google", "gemini-pro-latest", (1000, 0, 0, 0, 1000, 0), False, (1000 * 2 + 1000 * 12) / M),       # not 1.0 Pro
@@ -103,7 +107,7 @@ CORPUS = [
     ("openai", "gpt-4-0125", (1000, 0, 0, 0, 1000, 0), False, None),
     ("openai", "openai/claude-sonnet-4-5", (1000, 0, 0, 0, 1000, 0), False, None),
     ("litellm", "gpt-4o", (1000, 0, 0, 0, 1000, 0), False, None),                     # no provider to price it
-    ("anthropic", "claude-3-5-sonnet-v2", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("anthropic", "claude-2.1", (1000, 0, 0, 0, 1000, 0), False, None),
     ("bedrock", "anthropic.claude-v2:1", (1000, 0, 0, 0, 1000, 0), False, None),
     ("bedrock", "meta.llama3-70b-instruct-v1:0", (1000, 0, 0, 0, 1000, 0), False, None),
     ("meta", "meta-llama/Llama-3.3-70B-Instruct-Turbo", (1000, 0, 0, 0, 1000, 0), False, None),   # Together's id
@@ -247,7 +251,7 @@ def test_shipped_table_guesses_nothing():
     for provider, spec in raw["providers"].items():
         for model, m in spec["models"].items():
             assert "patterns" not in m and "regex" not in m, f"{provider}/{model}: a pattern can match a lookalike"
-    assert raw["provider_aliases"] == {"gemini": "google", "vertex_ai": "google", "azure": "openai",
+    assert raw["provider_aliases"] == {"gemini": "google", "vertex_ai": ["google", "anthropic"], "azure": "openai",
                                        "bedrock": "anthropic", "groq": "meta"}
 
 
@@ -264,10 +268,15 @@ def test_anthropic_1h_writes_are_twice_input_everywhere(table):
 
 def test_corpus_through_the_exporter(tmp_path):
     events = []
-    picks = [0, 4, 10, 17, 24, 29, 35, 46]
+    chosen = {("anthropic", "claude-sonnet-4-5-20250929"), ("google", "gemini-2.5-pro"),
+              ("vertex_ai", "gemini-2.5-pro"), ("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
+              ("litellm", "vertex_ai/claude-3-5-sonnet-v2@20241022"), ("google", "gemini-pro-latest"),
+              ("google", "gemini-flash-latest"), ("anthropic", "claude-2.1"), ("openai", "gpt-5.4-pro")}
+    picks = [k for k, c in enumerate(CORPUS) if (c[0], c[1]) in chosen]
+    assert len(picks) == 10         # gemini-2.5-pro twice: batch, and batch over 200k
     for k in picks:
         p, m, t, b, _ = CORPUS[k]
-        events.append({"id": f"c{k}", "provider": p, "model": m, "tenant": "corpus", "batch": b,
+        events.append({"id": f"c{k}", "provider": p, "model": m, "tenant": f"corpus{k}", "batch": b,
                        "input_tokens": t[0], "cached_input_tokens": t[1], "cache_write_tokens": t[2],
                        "cache_write_1h_tokens": t[3], "output_tokens": t[4], "reasoning_tokens": t[5]})
     with ExporterProcess(str(tmp_path / "state")) as exp:
@@ -276,11 +285,12 @@ def test_corpus_through_the_exporter(tmp_path):
         m = parse_metrics(requests.get(exp.url + "/metrics", timeout=10).text)
     for k in picks:
         p, model, t, _, want = CORPUS[k]
-        got = sample(m, "cost_request_cost_usd_sum", provider=p, model=model, endpoint="unknown", tenant="corpus")
+        got = sample(m, "cost_request_cost_usd_sum", provider=p, model=model, endpoint="unknown", tenant=f"corpus{k}")
         if want is None:
             assert sample(m, "costmeter_unpriced_calls_total", provider=p, model=model) == 1
         else:
             assert got == pytest.approx(want, rel=1e-9), (p, model)
-    lbl = dict(provider="anthropic", model="claude-sonnet-4-5-20250929", tenant="corpus")
+    k0 = next(k for k in picks if CORPUS[k][1] == "claude-sonnet-4-5-20250929")
+    lbl = dict(provider="anthropic", model="claude-sonnet-4-5-20250929", tenant=f"corpus{k0}")
     assert sample(m, "cost_provider_tokens_total", token_type="cache_write_1h", **lbl) == 3000
     assert sample(m, "cost_provider_tokens_total", token_type="cache_write", **lbl) == 2000

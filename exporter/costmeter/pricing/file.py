@@ -59,7 +59,8 @@ class _Layer:
     file: str | None
     include_defaults: bool
     providers: dict[str, _ProviderSpec]
-    provider_aliases: dict[str, tuple[str, int | None]] = field(default_factory=dict)   # alias -> (provider, line)
+    # alias -> (providers it is priced as, in order; line)
+    provider_aliases: dict[str, tuple[tuple[str, ...], int | None]] = field(default_factory=dict)
 
 
 def _parse_date(doc: Doc, path: tuple, value: Any) -> float:
@@ -319,7 +320,7 @@ def _parse(doc: Doc) -> _Layer:
                 errors.append(ConfigError(doc.file, line, loader.key_name(ppath + ("models", mkey, "aliases")),
                                           f"alias {alias!r} is the name of another model"))
         providers[pname] = spec
-    paliases: dict[str, tuple[str, int | None]] = {}
+    paliases: dict[str, tuple[tuple[str, ...], int | None]] = {}
     if "provider_aliases" in top:
         try:
             amap = loader.expect_mapping(doc, ("provider_aliases",), top["provider_aliases"])
@@ -330,12 +331,16 @@ def _parse(doc: Doc) -> _Layer:
             apath = ("provider_aliases", a)
             if not isinstance(a, str) or not _PROVIDER_RE.match(a):
                 errors.append(doc.error(apath, "provider names are lower-case letters, digits and _ (e.g. vertex_ai)"))
-            elif not isinstance(target, str) or not _PROVIDER_RE.match(target):
-                errors.append(doc.error(apath, f"must name a provider (e.g. google), got {target!r}"))
-            elif a == target:
+                continue
+            targets = [target] if isinstance(target, str) else target
+            if (not isinstance(targets, list) or not targets
+                    or not all(isinstance(t, str) and _PROVIDER_RE.match(t) for t in targets)):
+                errors.append(doc.error(apath, f"must name a provider or a list of providers (e.g. google), "
+                                               f"got {target!r}"))
+            elif a in targets:
                 errors.append(doc.error(apath, "a provider cannot be an alias of itself"))
             else:
-                paliases[a] = (target, doc.line(apath))
+                paliases[a] = (tuple(targets), doc.line(apath))
     if len(errors) == 1:
         raise errors[0]
     if errors:

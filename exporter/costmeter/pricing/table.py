@@ -159,7 +159,7 @@ class PricingTable:
         self._models: dict[str, dict[str, _Model]] = {}
         self._names: dict[str, dict[str, str]] = {}          # provider -> lower name/alias -> model
         self._patterns: dict[str, list[tuple[re.Pattern, int, int, int, str]]] = {}
-        self._provider_aliases: dict[str, str] = {}          # alias -> provider (gemini -> google)
+        self._provider_aliases: dict[str, tuple[str, ...]] = {}   # alias -> providers (gemini -> google)
         self._cache: dict[tuple[str, str], Any] = {}
         self._build(layers or [])
 
@@ -182,10 +182,10 @@ class PricingTable:
         merged: dict[str, dict[str, tuple[int, _ModelSpec]]] = {}
         provider_bd: dict[str, float] = {}
         provider_bu: dict[str, tuple[str, ...]] = {}
-        paliases: dict[str, tuple[str, _Layer, int | None]] = {}
+        paliases: dict[str, tuple[tuple[str, ...], _Layer, int | None]] = {}
         for li, layer in enumerate(layers):
-            for a, (target, line) in layer.provider_aliases.items():
-                paliases[a] = (target, layer, line)
+            for a, (targets, line) in layer.provider_aliases.items():
+                paliases[a] = (targets, layer, line)
             for pname, pspec in layer.providers.items():
                 if pspec.batch_discount is not None:
                     provider_bd[pname] = pspec.batch_discount
@@ -195,12 +195,13 @@ class PricingTable:
                 for mname, ms in pspec.models.items():
                     models[mname] = (li, ms)          # a later layer replaces the whole model
         errors: list[ConfigError] = []
-        for a, (target, layer, line) in paliases.items():
-            if target not in merged:
+        for a, (targets, layer, line) in paliases.items():
+            missing = [t for t in targets if t not in merged]
+            if missing:
                 errors.append(ConfigError(layer.file, line, f"provider_aliases.{a}",
-                                          f"{target!r} is not a provider of the price table"))
+                                          f"{missing[0]!r} is not a provider of the price table"))
                 continue
-            self._provider_aliases[a] = target
+            self._provider_aliases[a] = targets
         for pname, models in merged.items():
             names: dict[str, str] = {m: m for m in models}
             pats: list[tuple[re.Pattern, int, int, int, str]] = []
@@ -236,7 +237,8 @@ class PricingTable:
         """The provider whose prices apply to a provider name (itself, or the one it is an alias of)."""
         if name in self._models:
             return name
-        return self._provider_aliases.get(name)
+        targets = self._provider_aliases.get(name)
+        return targets[0] if targets else None
 
     def _lookup(self, provider: str, model: str) -> Any:
         found = _MISSING
@@ -273,17 +275,16 @@ class PricingTable:
         return self._find(p0, m, steps)
 
     def _find(self, p0: str, m: str, steps: list[str]) -> dict | None:
-        """Resolve under provider ``p0``: its own models first, then those of the provider it is an alias of."""
-        if p0 in self._models:
-            hit = self._resolve(p0, m, steps)
+        """Resolve under provider ``p0``: its own models first, then those of the providers it is an alias of,
+        in order (model names of different vendors do not overlap)."""
+        tries = [(p0, [])] if p0 in self._models else []
+        tries += [(alt, [f"provider {p0} is priced as {alt}"]) for alt in self._provider_aliases.get(p0, ())]
+        for p, pre in tries:
+            s = steps + pre
+            hit = self._resolve(p, m, s)
             if hit is not None:
-                return {"provider": p0, "model": hit, "steps": steps}
-        alt = self._provider_aliases.get(p0)
-        if alt is None or alt == p0:
-            return None
-        steps.append(f"provider {p0} is priced as {alt}")
-        hit = self._resolve(alt, m, steps)
-        return None if hit is None else {"provider": alt, "model": hit, "steps": steps}
+                return {"provider": p, "model": hit, "steps": s}
+        return None
 
     def _resolve(self, p: str, m: str, steps: list[str] | None = None) -> str | None:
         names = self._names[p]
@@ -400,8 +401,8 @@ class PricingTable:
                     out.append((pname, mname, p))
         return out
 
-    def provider_aliases(self) -> dict[str, str]:
-        """Provider names priced as another provider (gemini -> google, bedrock -> anthropic)."""
+    def provider_aliases(self) -> dict[str, tuple[str, ...]]:
+        """Provider names priced as other providers (gemini -> google, bedrock -> anthropic)."""
         return dict(self._provider_aliases)
 
     def history(self, provider: str, model: str) -> list[ModelPrice]:
