@@ -11,8 +11,11 @@ WEEK = 7 * 86400
 
 
 def row(i, *, ts, received):
-    return (f"id-{i}", ts, "openai", "gpt-4o-mini", "acme", "/v1/chat",
-            100, 20, 0, 50, 5, 0.01, 0, 0.5, 0, None, 0.0, 0, received)
+    from costmeter.server.ledger import COLUMNS
+    values = {"id": f"id-{i}", "ts": ts, "provider": "openai", "model": "gpt-4o-mini", "tenant": "acme",
+              "endpoint": "/v1/chat", "input": 100, "output": 50, "cost": 0.01, "duration": 0.5,
+              "received": received}
+    return tuple(values.get(c, None if c == "cache_hit" else 0) for c in COLUMNS)
 
 
 def test_prune_goes_by_receipt_time_not_event_time(tmp_path):

@@ -12,7 +12,7 @@ from exporter_support import free_port
 
 def _item(i):
     # (ts, provider, model, tenant, endpoint, tokens, cost, duration, error, cache_hit, saved, batch, pend)
-    return (1_790_000_000.0 + i, "openai", "gpt-4o-mini", "t", "/x", (10, 0, 0, 5, 0), 0.001,
+    return (1_790_000_000.0 + i, "openai", "gpt-4o-mini", "t", "/x", (10, 0, 0, 0, 5, 0), 0.001,
             None, False, None, 0.0, False, None)
 
 

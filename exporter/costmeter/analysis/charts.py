@@ -85,10 +85,14 @@ def report_chart(rep: dict, path: str, max_tenants: int = 8) -> None:
     ax.set_ylabel("spend per day (USD)")
     ax.set_xlabel("day (UTC)")
     _dollars(ax)
-    _date_axis(ax, fig)
+    # one label under the middle of each bar (every n-th when there are many days)
+    step = max(1, -(-len(days) // 12))
+    ax.set_xticks(x[::step], [d.strftime("%b %d") for d in days[::step]])
+    fig.autofmt_xdate(rotation=30)
     ax.grid(axis="y", alpha=0.3)
     if shown or rep.get("daily_budgets"):
-        ax.legend(loc="upper left", fontsize=9, framealpha=0.9)
+        # beside the plot, never over the bars
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, framealpha=0.9, borderaxespad=0)
     else:
         ax.text(0.5, 0.5, "no spend recorded", transform=ax.transAxes, ha="center", fontsize=14, color="#666666")
     _save(fig, path, plt)
