@@ -223,3 +223,51 @@ def test_a_get_with_a_body_closes_so_the_body_is_never_read_as_a_request(exp):
     resp = raw(exp, b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                     + b"%x\r\n" % len(smuggled) + smuggled + b"\r\n0\r\n\r\n")
     assert resp.count(b"HTTP/1.1 ") == 1 and status(resp) == 200 and b"Connection: close" in resp
+
+
+def test_with_a_small_fd_limit_idle_sockets_never_lock_out_a_scrape(tmp_path):
+    """The real exporter with 128 descriptors: 300 stalled sockets, and /metrics still answers,
+    without the accept loop spinning."""
+    import resource
+    import subprocess
+    import psutil
+    from exporter_support import costmeter_cmd, free_port
+    port = free_port()
+    log = open(tmp_path / "log", "wb")
+    proc = subprocess.Popen(costmeter_cmd() + ["serve", f"--web.listen-address=127.0.0.1:{port}",
+                                               f"--storage.path={tmp_path / 'state'}"],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)))
+    socks = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(url + "/-/healthy", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, open(tmp_path / "log").read()
+            time.sleep(0.05)
+        for _ in range(300):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=2)
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                socks.append(s)
+            except OSError:
+                pass
+        time.sleep(0.5)
+        p = psutil.Process(proc.pid)
+        p.cpu_percent(None)
+        for _ in range(5):
+            assert requests.get(url + "/metrics", timeout=5).status_code == 200
+        time.sleep(0.5)
+        assert p.cpu_percent(None) < 50, "the accept loop spins"
+        assert p.num_fds() < 128
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(20)
+        log.close()
