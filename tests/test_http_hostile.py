@@ -271,3 +271,26 @@ def test_with_a_small_fd_limit_idle_sockets_never_lock_out_a_scrape(tmp_path):
         proc.terminate()
         proc.wait(20)
         log.close()
+
+
+def test_at_the_cap_with_every_connection_mid_request_a_newcomer_gets_503_at_once(exp):
+    exp.http.max_connections = 2
+    port = exp.http.server_address[1]
+    busy = []
+    try:
+        for _ in range(2):                     # headers in, body pending: mid-request, never evicted
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n")
+            busy.append(s)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        resp = raw(exp, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status(resp) == 503 and b"Retry-After" in resp and time.monotonic() - t0 < 2
+        assert exp.http.refused == 1
+    finally:
+        for s in busy:
+            s.close()
+    deadline = time.monotonic() + 5
+    while exp.http.connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert requests.get(exp.url + "/metrics", timeout=5).status_code == 200     # slots free again

@@ -161,6 +161,8 @@ class Server(ThreadingHTTPServer):
             if len(self._conns) >= self.max_connections and not self._evict_one():
                 self.refused += 1
                 try:
+                    if self.ssl_context is not None:     # no TLS handshake yet: nothing to say in plain text
+                        return False
                     request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                                     b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 25\r\n\r\n"
                                     b"too many connections now\n")
@@ -234,6 +236,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        self.rfile.close()            # replaced by a reader with deadlines
         self._fd = self.connection.fileno()
         self._reader = _DeadlineReader(self.connection, self.timeout)
         self.rfile = io.BufferedReader(self._reader, 64 * 1024)
