@@ -59,7 +59,7 @@ def serve_own(port: int) -> None:
             length = self._body_length()
             if length is None:
                 return
-            self._read_body(length)
+            self.read_body(length)
             self._send(200, b'{"accepted": 1000}\n', "application/json")
 
         def do_GET(self):

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from costmeter.server import http as http_mod
+from costmeter.server import connections, http as http_mod
 from costmeter.server.exporter import Exporter
 from exporter_support import parse_metrics, sample
 
@@ -115,7 +115,7 @@ def test_reload_needs_a_bearer_token_when_tokens_are_configured(exp):
 
 
 def test_headers_that_trickle_in_are_cut_off_at_the_header_deadline(exp, monkeypatch):
-    monkeypatch.setattr(http_mod, "HEADER_TIMEOUT", 1.0)
+    monkeypatch.setattr(connections, "HEADER_TIMEOUT", 1.0)
     port = exp.http.server_address[1]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         t0 = time.monotonic()
@@ -140,7 +140,7 @@ def test_headers_that_trickle_in_are_cut_off_at_the_header_deadline(exp, monkeyp
 
 
 def test_a_stalled_body_is_cut_off_with_400_at_the_body_deadline(exp, monkeypatch):
-    monkeypatch.setattr(http_mod, "BODY_TIMEOUT", 1.0)
+    monkeypatch.setattr(connections, "BODY_TIMEOUT", 1.0)
     t0 = time.monotonic()
     port = exp.http.server_address[1]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:

@@ -2,6 +2,7 @@
 
 ``exporter``    Exporter: wires ledger, store, budgets, pricing and collectors; ingest; reload
 ``http``        routing only (knows the exporter through a protocol, never imports it)
+``connections`` the HTTP server's connection cap and header/body deadlines (hostile clients)
 ``decode``      POST /v1/events bodies (JSON array, object, NDJSON) into candidate events
 ``ledger``      SQLite (WAL) ledger of accepted events: durable, idempotent by id, snapshots
 ``store``       in-memory metric state fed by ledger rows; renders the data metrics
