@@ -67,3 +67,17 @@ def test_an_unusable_spool_path_drops_with_a_count_and_never_raises(tmp_path, ca
     finally:
         sh._closing = True
         sh.sink.close()
+
+
+def test_a_spool_path_unusable_from_the_start_never_raises_into_the_app(tmp_path):
+    spool, drops = tmp_path / "spool", []
+    spool.write_text("a file, not a directory")
+    sh = _down_shipper(spool, drops)                 # configure() must not raise either
+    try:
+        for i in range(3):
+            sh.put(_item(i))
+        assert sh.flush(5) is False
+        assert drops == [("spool_unwritable", 3)]
+    finally:
+        sh._closing = True
+        sh.sink.close()

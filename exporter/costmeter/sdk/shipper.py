@@ -128,7 +128,10 @@ class Spool:
     def __init__(self, directory: str | None, max_bytes: int):
         self.dir = directory or default_spool_dir()
         self.max_bytes = max_bytes
-        os.makedirs(self.dir, exist_ok=True)
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+        except OSError as e:        # reported again at each write that fails; never raised into the app
+            log.error("costmeter: cannot create the spool directory %s: %s", self.dir, e)
         self._n = itertools.count()
         self._mine: dict[str, int] = {}     # spool files this process wrote -> events in them
         self.lost = 0                       # events in files of ours that vanished, not yet reported
@@ -143,7 +146,7 @@ class Spool:
         return sorted(n for n in names if n.endswith(self.SUFFIX) or (claimed and ".ndjson.claimed-" in n))
 
     def _reclaim(self) -> None:
-        for n in os.listdir(self.dir):
+        for n in self._names(claimed=True):
             if ".ndjson.claimed-" in n:
                 pid = n.rsplit("-", 1)[-1]
                 if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
