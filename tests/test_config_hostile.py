@@ -138,3 +138,35 @@ def test_sighup_during_start_up_is_held_until_ready(tmp_path):
         assert "SIGHUP during start-up" in p.log()
     finally:
         p.stop()
+
+
+def _signal_thread(pid: int, tid: int, sig: int) -> None:
+    """tgkill(2): deliver a signal to one thread of another process."""
+    import ctypes
+    import os
+    import platform
+    nr = {"x86_64": 234, "aarch64": 131, "arm64": 131}[platform.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(nr, pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def test_sighup_delivered_to_a_worker_thread_still_reloads_promptly(tmp_path):
+    """The kernel may hand a process signal to any thread; Python runs the handler in the
+    main thread only, which must therefore not sleep in an untimed wait."""
+    import os
+    budgets = tmp_path / "budgets.yaml"
+    _write(budgets, "global: {daily: 10.0}\n")
+    with ExporterProcess(str(tmp_path / "state"), f"--budgets.file={budgets}") as p:
+        pid = p.proc.pid
+        workers = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+        assert workers
+        for n, limit in enumerate((20.0, 30.0)):
+            _write(budgets, f"global: {{daily: {limit}}}\n")
+            _signal_thread(pid, workers[n % len(workers)], signal.SIGHUP)
+            deadline = time.monotonic() + 3
+            got = None
+            while time.monotonic() < deadline and got != limit:
+                got = requests.get(p.url + "/v1/budgets/global").json()["periods"][0]["limit_usd"]
+                time.sleep(0.05)
+            assert got == limit, "a SIGHUP delivered to a worker thread was not acted on"

@@ -67,6 +67,9 @@ def run(args) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    # Python runs signal handlers in the main thread only, and a signal delivered to another
+    # thread cannot wake a main thread blocked in an untimed wait: wake up twice a second.
+    while not done.wait(0.5):
+        pass
     exporter.stop()
     return 0
