@@ -2,7 +2,7 @@
 
 Each module takes a :class:`~costmeter.analysis.sources.Source` (one exporter's
 API, a state directory read directly, or PromQL over a whole fleet) and a
-``now``, and returns the JSON shape of SPEC.md ("Command line") plus a
+``now``, and returns the JSON shape of docs/analysis.md ("JSON shapes") plus a
 text rendering; ``cli/`` only parses flags. May import pricing, budgets and
 server (to read the ledger); never cli.
 """

@@ -19,7 +19,7 @@ long-context tier and batch discount are per request and left out):
   default 0.25, is the part of the traffic assumed able to wait up to 24 h).
   confidence 0.4, difficulty medium, quality impact none.
 
-Priority score 0-100 (reference/004): 50 x min(savings / $100, 1) +
+Priority score 0-100: 50 x min(savings / $100, 1) +
 30 x confidence + difficulty points (easy 20, medium 12, hard 5).
 """
 from __future__ import annotations

@@ -31,7 +31,7 @@ def add_source_flags(p: argparse.ArgumentParser, budgets: bool = True) -> None:
     if budgets:
         g.add_argument("--budgets.file", dest="budgets_file", metavar="FILE",
                        help="budgets.yaml, for --storage.path (the exporter's and Prometheus' budgets are their own)")
-    p.add_argument("--json", action="store_true", help="print JSON (the shape in SPEC.md) instead of a table")
+    p.add_argument("--json", action="store_true", help="print JSON (the shapes in docs/analysis.md) instead of a table")
     add_log_level(p)
 
 
