@@ -6,6 +6,7 @@ snapshots made them go backwards, which Prometheus reads as a reset.
 """
 from __future__ import annotations
 
+import socket
 import time
 
 import requests
@@ -15,7 +16,8 @@ from test_billing_aws import aws_env, day, moto, moto_url, queue  # noqa: F401 (
 
 MONOTONIC = ("costmeter_ingest_events_total", "costmeter_ingest_duplicate_events_total",
              "costmeter_ingest_rejected_events_total", "cost_infrastructure_usd_total",
-             "cost_provider_api_calls_total", "cost_request_cost_usd_count")
+             "cost_provider_api_calls_total", "cost_request_cost_usd_count",
+             "costmeter_http_connections_evicted_total")
 
 
 def counters(url: str) -> dict:
@@ -26,7 +28,8 @@ def counters(url: str) -> dict:
 def test_counters_never_go_backwards_across_sigkill(tmp_path):
     cfg = tmp_path / "exporter.yaml"
     # one snapshot at start, then none for an hour: whatever survives a kill comes from elsewhere
-    cfg.write_text("storage: {snapshot_interval_seconds: 3600}\nresources: {interval_seconds: 0.2}\n")
+    cfg.write_text("storage: {snapshot_interval_seconds: 3600}\nresources: {interval_seconds: 0.2}\n"
+                   "web: {max_connections: 4}\n")
     p = ExporterProcess(str(tmp_path / "state"), f"--config.file={cfg}").start()
     try:
         time.sleep(1.5)             # the start-up snapshot has been taken
@@ -38,8 +41,12 @@ def test_counters_never_go_backwards_across_sigkill(tmp_path):
             requests.post(p.url + "/v1/events", json=ev).raise_for_status()          # 20 duplicates
             r = requests.post(p.url + "/v1/events", json=[{"provider": "openai"}, 7, {"nope": 1}])
             assert r.status_code == 422
+            idle = [socket.create_connection(("127.0.0.1", p.port)) for _ in range(8)]   # evictions
             time.sleep(0.8)                                 # resources sampled several times since
             before = counters(p.url)
+            for s in idle:
+                s.close()
+            assert before[("costmeter_http_connections_evicted_total", frozenset())] >= 4
             assert before[("costmeter_ingest_duplicate_events_total", frozenset())] == 20 * (round_ + 1)
             for k, v in seen.items():
                 assert before.get(k, 0) >= v, k

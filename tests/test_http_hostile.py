@@ -171,6 +171,10 @@ def test_metrics_stays_reachable_when_idle_sockets_fill_the_connection_cap(exp):
             assert r.status_code == 200
         assert max(times) < 2
         assert exp.http.evicted >= 40 and threading.active_count() <= threads + 2
+        m = parse_metrics(requests.get(exp.url + "/metrics").text)
+        assert sample(m, "costmeter_http_max_connections") == 20
+        assert sample(m, "costmeter_http_connections_evicted_total") >= 40
+        assert 1 <= sample(m, "costmeter_http_connections") <= 20
         # a request in progress is never evicted: a POST with its body pending keeps going
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         body = json.dumps([dict(EVENT, id="slow")]).encode()

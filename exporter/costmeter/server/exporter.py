@@ -97,6 +97,7 @@ class Exporter:
         self._unpriced_logged: set[tuple[str, str]] = set()
         self._expose_lock = threading.Lock()
         self._exposed: dict | None = None
+        self._http_base = {"evicted": 0.0, "refused": 0.0}   # HTTP counters of earlier runs
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http = None
@@ -166,6 +167,9 @@ class Exporter:
             if reason in h["rejected"]:
                 h["rejected"][reason] = max(h["rejected"][reason], float(v))
         self.resources.restore(seen.get("resources", {}))
+        for k, v in seen.get("http", {}).items():
+            if k in self._http_base:
+                self._http_base[k] = float(v)
         billing = self.billing.scheduler.state()          # as restored from the snapshot ...
         for name, usd in seen.get("billing_api_cost_usd", {}).items():
             if name in billing:                            # ... with its one counter raised to what was served
@@ -181,9 +185,14 @@ class Exporter:
             seen["resources"] = self.resources.state()
             seen["billing_api_cost_usd"] = {name: st["api_cost_usd"]
                                             for name, st in self.billing.scheduler.state().items()}
+            seen["http"] = self._http_counters()
             if seen != self._exposed:
                 self.ledger.save_snapshot(EXPOSED, 0, seen)
                 self._exposed = seen
+
+    def _http_counters(self) -> dict[str, float]:
+        srv = self.http
+        return {k: base + (getattr(srv, k, 0) if srv is not None else 0) for k, base in self._http_base.items()}
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -379,9 +388,27 @@ class Exporter:
         out.append(gauge_family("costmeter_series_overflow_total",
                                 "Events whose label value was folded into __overflow__ by the cardinality guard.",
                                 ("label",), [((k,), float(v)) for k, v in sorted(overflow.items())], "counter"))
+        out.append(self._http_families())
         body = "".join(out).encode() + generate_latest(self._process)
         self._save_served()           # before the body leaves: a crash never takes a served value back
         return body
+
+    def _http_families(self) -> str:
+        srv = self.http
+        if srv is None:
+            return ""
+        counters = self._http_counters()
+        return "".join((
+            gauge_family("costmeter_http_connections", "HTTP connections open now.", (), [((), float(srv.connections()))]),
+            gauge_family("costmeter_http_max_connections", "HTTP connections served at once at most (web.max_connections).",
+                         (), [((), float(srv.max_connections))]),
+            gauge_family("costmeter_http_connections_evicted_total",
+                         "Idle HTTP connections closed to make room for a new one at the connection cap.",
+                         (), [((), counters["evicted"])], "counter"),
+            gauge_family("costmeter_http_connections_refused_total",
+                         "HTTP connections answered 503 at the cap because every connection was mid-request.",
+                         (), [((), counters["refused"])], "counter"),
+        ))
 
     def _budget_families(self) -> str:
         # Budgets made from tenant_defaults are as many as tenants: export only
