@@ -78,6 +78,7 @@ class Exporter:
         self.reload_ok, self.reload_time = True, time.time()
         self._unpriced_logged: set[tuple[str, str]] = set()
         self._stop = threading.Event()
+        self._reload_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.http = None
         self._process = CollectorRegistry(auto_describe=True)
@@ -113,15 +114,22 @@ class Exporter:
             self.store.restore(state["store"])
             self.health.update(state.get("health", {}))
             self.resources.restore(state.get("resources", {}))
+        # Budgets: the spend saved with the snapshot (as of ``seq``); only a period the
+        # snapshot lacks (new budget period or timezone, older snapshot) reads the ledger.
+        upto = seq
+        self.budgets.load_state((state or {}).get("budgets"),
+                                lambda start, end: self.ledger.sums(start, end, max_seq=upto))
         replayed = 0
+        apply, observe = self.store.apply, self.budgets.observe
         for seq, row in self.ledger.replay(seq):
-            self.store.apply(row)
+            apply(row)
+            if row[ROW_COST] is not None:
+                observe(row[ROW_PROVIDER], row[ROW_MODEL], row[ROW_TENANT], row[ROW_ENDPOINT], row[ROW_COST], row[ROW_TS])
             replayed += 1
         self.applied_seq = seq
         # accepted events are in the ledger, so this counter is exact after a crash;
         # duplicates and rejections since the last snapshot are not (they leave no row)
         self.health["accepted"] += replayed
-        self.budgets.restore(self.ledger.sums)
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
 
     def _spawn(self, target, name: str) -> None:
@@ -177,9 +185,15 @@ class Exporter:
         except Exception:
             self.reload_ok = False
             raise
-        with self.ledger.lock:
+        with self._reload_lock:
+            # Budgets: copy their sums and start a journal under the ingest lock (a few ms),
+            # rebuild off it; a period new to this configuration reads the ledger as of
+            # ``seq`` while ingest goes on (the journal has every event after it).
+            with self.ledger.lock:
+                rc = self.budgets.begin_reconfigure(budget_config)
+                seq = self.applied_seq
+            self.budgets.finish_reconfigure(rc, lambda start, end: self.ledger.sums(start, end, max_seq=seq))
             self.pricing, self.budget_config = pricing, budget_config
-            self.budgets.reconfigure(budget_config)
             if web is not None:
                 self.web = web
                 if self.http is not None and web.tls_enabled:
@@ -209,9 +223,8 @@ class Exporter:
                 self._log_unpriced(row[ROW_PROVIDER], row[ROW_MODEL])
             rows.append(row)
         if rows:
-            ledger = self.ledger
-            with ledger.lock:
-                keep, last = ledger.append(rows)
+            def applied(keep: list[int], last: int) -> None:
+                # runs under the ledger lock, right after the (group) commit holding these rows
                 apply, observe = self.store.apply, self.budgets.observe
                 for i in keep:
                     r = rows[i]
@@ -221,6 +234,8 @@ class Exporter:
                 self.applied_seq = last
                 self.health["accepted"] += len(keep)
                 self.health["duplicates"] += len(rows) - len(keep)
+
+            keep, _ = self.ledger.append(rows, applied)
             result.accepted, result.duplicates = len(keep), len(rows) - len(keep)
         if result.rejected:
             with self.ledger.lock:
@@ -251,8 +266,7 @@ class Exporter:
         while not self._stop.wait(1.0):
             now = time.monotonic()
             try:
-                with self.ledger.lock:   # a period roll re-reads the ledger: no ingest in between
-                    self.budgets.tick()
+                self.budgets.tick()      # rolls and queued threshold crossings only: cheap, no ledger
                 if now >= next_sample:
                     self.resources.sample()
                     next_sample = now + interval
@@ -273,18 +287,20 @@ class Exporter:
             seq = self.applied_seq
             state = {"store": self.store.state(), "health": {
                 "accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state()}
+                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state(),
+                "budgets": self.budgets.state()}
         self.ledger.save_snapshot(SNAPSHOT, seq, state)
         self.snapshot_seq = seq
 
     # ---- scrape ----------------------------------------------------------------------
     def render_metrics(self) -> bytes:
         out: list[str] = []
-        with self.ledger.lock:
-            self.store.render(out)
+        with self.ledger.lock:          # only copies references: formatting happens outside
+            view = self.store.view()
             health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
                       "rejected": dict(self.health["rejected"])}
             overflow = dict(self.store.guard.overflow)
+        self.store.render_view(view, out)
         out.append(self._budget_families())
         out.append(self._resource_families())
         out.append(gauge_family("costmeter_build_info", "costmeter version; always 1.", ("version",),

@@ -24,7 +24,7 @@ import json
 import os
 import sqlite3
 import threading
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 SCHEMA_VERSION = 1
 
@@ -58,6 +58,18 @@ class LedgerError(RuntimeError):
     pass
 
 
+class _Pending:
+    """One append waiting for a group commit."""
+    __slots__ = ("rows", "apply", "keep", "last", "error", "done")
+
+    def __init__(self, rows, apply):
+        self.rows, self.apply = rows, apply
+        self.keep: list[int] = []
+        self.last = 0
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class Ledger:
     """Thread-safe append-only ledger. Writes are serialised by one lock."""
 
@@ -65,6 +77,9 @@ class Ledger:
         os.makedirs(state_dir, exist_ok=True)
         self.path = os.path.join(state_dir, "ledger.db")
         self.lock = threading.RLock()
+        self._qlock = threading.Lock()       # guards _queue only
+        self._queue: list[_Pending] = []
+        self.commits = 0                     # durable transactions (one per group of appends)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -79,24 +94,56 @@ class Ledger:
             raise LedgerError(f"{self.path}: ledger schema {row[0]} is newer than this costmeter ({SCHEMA_VERSION})")
 
     # ---- writes ---------------------------------------------------------
-    def append(self, rows: Sequence[tuple]) -> tuple[list[int], int]:
+    def append(self, rows: Sequence[tuple],
+               apply: Callable[[list[int], int], None] | None = None) -> tuple[list[int], int]:
         """Durably append rows (tuples in COLUMNS order), skipping ids already stored.
 
-        Returns (indexes of the rows written, sequence number of the last
-        row written). Caller holds ``self.lock`` if it must apply the rows to
-        in-memory state in ledger order.
+        Returns (indexes of the rows written, sequence number of the last row written).
+
+        Group commit: requests that arrive while a commit is running queue up, and the
+        next one to get the lock writes every queued batch in one transaction with one
+        fsync. Each batch is deduplicated against the ledger and the batches before it,
+        and returns only after the commit that holds it is durable. ``apply(keep, last)``
+        runs for each batch, in ledger order, after that commit and still under
+        ``self.lock``, so in-memory state follows the ledger exactly.
         """
+        item = _Pending(rows, apply)
+        with self._qlock:
+            self._queue.append(item)
         with self.lock:
-            db = self._db
+            if not item.done:                       # no earlier leader took it: lead a group
+                with self._qlock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if item.error is not None:
+            raise item.error
+        return item.keep, item.last
+
+    def _commit(self, group: list["_Pending"]) -> None:
+        db = self._db
+        try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                keep = self._insert_new(db, rows)
+                for p in group:
+                    p.keep = self._insert_new(db, p.rows)
                 last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return keep, last
+        except BaseException as e:                  # nothing in the group was written
+            for p in group:
+                p.error, p.done = e, True
+            return
+        self.commits += 1
+        for p in group:
+            p.last = last
+            try:
+                if p.apply is not None:
+                    p.apply(p.keep, last)
+            except BaseException as e:              # durable already; report, keep the others going
+                p.error = e
+            p.done = True
 
     @staticmethod
     def _insert_new(db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
@@ -163,14 +210,17 @@ class Ledger:
         finally:
             db.close()
 
-    def sums(self, start_ts: float, end_ts: float) -> list[tuple[str, str, str, str, float]]:
-        """Priced spend per (provider, model, tenant, endpoint) for events in [start, end)."""
+    def sums(self, start_ts: float, end_ts: float,
+             max_seq: int | None = None) -> list[tuple[str, str, str, str, float]]:
+        """Priced spend per (provider, model, tenant, endpoint) for events in [start, end)
+        (only those with ``seq <= max_seq`` if given)."""
         db = sqlite3.connect(self.path)
         try:
             return db.execute(
                 "SELECT provider, model, tenant, endpoint, sum(cost) FROM events "
-                "WHERE ts >= ? AND ts < ? AND cost IS NOT NULL "
-                "GROUP BY provider, model, tenant, endpoint", (start_ts, end_ts)).fetchall()
+                "WHERE ts >= ? AND ts < ? AND cost IS NOT NULL AND seq <= ? "
+                "GROUP BY provider, model, tenant, endpoint",
+                (start_ts, end_ts, (1 << 63) - 1 if max_seq is None else max_seq)).fetchall()
         finally:
             db.close()
 

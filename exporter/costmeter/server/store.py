@@ -45,10 +45,17 @@ class CounterFamily:
             self.prefix[values] = f"{self.name}{{{label_str(self.labelnames, values)}}} "
         return c
 
-    def render(self, out: list[str]) -> None:
-        out.append(header(self.name, self.kind, self.help))
+    def view(self) -> list:
+        """(prefix, cell) pairs: taken under the ingest lock, formatted outside it."""
         prefix = self.prefix
-        out.append("".join([f"{prefix[k]}{c[0]!r}\n" for k, c in self.cells.items()]))
+        return [(prefix[k], c) for k, c in self.cells.items()]
+
+    def render_view(self, view: list, out: list[str]) -> None:
+        out.append(header(self.name, self.kind, self.help))
+        out.append("".join([f"{p}{c[0]!r}\n" for p, c in view]))
+
+    def render(self, out: list[str]) -> None:
+        self.render_view(self.view(), out)
 
     def state(self) -> list:
         return [[list(k), c[0]] for k, c in self.cells.items()]
@@ -88,12 +95,20 @@ class HistogramFamily:
         cell[bisect_left(self.bounds, v)] += 1
         cell[-1] += v
 
+    def view(self) -> list:
+        prefix = self.prefix
+        return [(prefix[k], c) for k, c in self.cells.items()]
+
     def render(self, out: list[str]) -> None:
+        self.render_view(self.view(), out)
+
+    def render_view(self, view: list, out: list[str]) -> None:
+        """Counts are read while ingest may add to them: each value only grows, and the
+        buckets are read first, so no sample ever goes backwards."""
         out.append(header(self.name, self.kind, self.help))
         lines = []
         n = len(self.bounds) + 1
-        for k, c in self.cells.items():
-            buckets, sum_p, count_p = self.prefix[k]
+        for (buckets, sum_p, count_p), c in view:
             acc = 0
             for i in range(n):
                 acc += c[i]
@@ -216,6 +231,15 @@ class Store:
     def render(self, out: list[str]) -> None:
         for f in self.families:
             f.render(out)
+
+    def view(self) -> list:
+        """A list of every cell, cheap enough to take under the ingest lock (no formatting)."""
+        return [(f, f.view()) for f in self.families]
+
+    @staticmethod
+    def render_view(view: list, out: list[str]) -> None:
+        for f, v in view:
+            f.render_view(v, out)
 
     def series_count(self) -> int:
         return sum(len(f) for f in self.families)
