@@ -2,14 +2,18 @@
 ingest lock, and budget reads that create no state, on a real (in-process) exporter."""
 from __future__ import annotations
 
+import os
+import random
 import sqlite3
 import threading
 import time
+import uuid
 
 import pytest
 import requests
 
 from costmeter.server.exporter import Exporter
+from costmeter.server import idindex
 from costmeter.server.ledger import Ledger
 from exporter_support import parse_metrics, sample
 
@@ -98,6 +102,9 @@ def test_restart_restores_budgets_from_the_snapshot_and_replays_only_the_rest(tm
         assert sample(m, "costmeter_ingest_events_total") == 500
     finally:
         b.stop()
+        a._stop.set()                      # the abandoned exporter's threads, then its files
+        for t in a._threads:
+            t.join()
         a.ledger.close()
 
 
@@ -152,3 +159,54 @@ def test_get_budget_of_unknown_tenants_stores_nothing(tmp_path):
         assert len(requests.get(exp.url + "/v1/budgets", timeout=10).json()["budgets"]) == count
     finally:
         exp.stop()
+
+
+def wait_flushed(led):
+    t = led.ids._flusher
+    if t is not None:
+        t.join()
+
+
+def test_id_index_runs_bloom_restart_and_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(idindex, "RUN_SIZE", 100)
+    led = Ledger(str(tmp_path))
+    ids = [str(uuid.UUID(int=random.Random(7).getrandbits(128) + i)) for i in range(1000)]
+    for b in range(0, 1000, 50):
+        keep, _ = led.append([row(i) for i in ids[b:b + 50]])
+        assert len(keep) == 50
+        wait_flushed(led)
+    assert len(led.ids.runs) >= 8 and os.path.exists(tmp_path / "ids.bloom")
+    assert led.append([row(i) for i in ids[::7]])[0] == []               # found in runs and recent
+    assert led.append([row(i) for i in ids[:3]] + [row("new")])[0] == [3]
+    led.close()
+
+    led = Ledger(str(tmp_path))                                            # restart: bloom file and runs
+    assert led.append([row(i) for i in ids[5::11]])[0] == []
+    led.close()
+    os.remove(tmp_path / "ids.bloom")                                      # lost: rebuilt from the runs
+    led = Ledger(str(tmp_path))
+    assert led.append([row(i) for i in ids[1::13]])[0] == []
+    led.close()
+    for f in os.listdir(tmp_path):                                         # ids.db lost: from the ledger
+        if f.startswith("ids."):
+            os.remove(tmp_path / f)
+    led = Ledger(str(tmp_path))
+    assert led.append([row(i) for i in ids[2::17]] + [row("new")])[0] == []
+    assert led.count() == 1001
+    led.close()
+
+
+def test_an_older_ledger_with_a_unique_id_index_is_migrated(tmp_path):
+    db = sqlite3.connect(str(tmp_path / "ledger.db"))
+    led = Ledger(str(tmp_path))
+    led.append([row(f"old-{i}") for i in range(30)])
+    led.close()
+    for f in os.listdir(tmp_path):
+        if f.startswith("ids."):
+            os.remove(tmp_path / f)
+    db.execute("CREATE UNIQUE INDEX events_id ON events(id) WHERE id IS NOT NULL")
+    db.close()
+    led = Ledger(str(tmp_path))
+    assert led._db.execute("SELECT count(*) FROM sqlite_master WHERE name='events_id'").fetchone()[0] == 0
+    assert led.append([row(f"old-{i}") for i in range(0, 40, 3)])[0] == [10, 11, 12, 13]
+    led.close()

@@ -3,7 +3,11 @@
 One row per accepted event, written with ``synchronous=FULL`` inside one
 transaction per batch, so an event acknowledged to a client survives a crash
 or power loss. ``id`` is the idempotency key: a retried event is found and
-counted as a duplicate, never twice.
+counted as a duplicate, never twice (``idindex.IdIndex`` answers which ids are
+recorded, without a random-insert B-tree index on them).
+
+Group commit: appends that arrive while a commit runs share the next
+transaction and its one fsync; each returns only once that commit is durable.
 
 Metric state is rebuilt on start from a snapshot (the in-memory counters as
 of ledger sequence number N, written every few seconds) plus a replay of the
@@ -12,7 +16,7 @@ does not re-read the whole history.
 
 Schema (``seq`` is the replay order)::
 
-    events(seq INTEGER PRIMARY KEY, id TEXT UNIQUE, ts REAL, provider, model,
+    events(seq INTEGER PRIMARY KEY, id TEXT, ts REAL, provider, model,
            tenant, endpoint, input, cached_input, cache_write, output,
            reasoning, cost REAL NULL (NULL = no price), cost_given INTEGER,
            duration REAL NULL, error INTEGER, cache_hit INTEGER NULL,
@@ -24,6 +28,8 @@ import json
 import os
 import sqlite3
 import threading
+
+from costmeter.server.idindex import IdIndex
 from typing import Callable, Iterator, Sequence
 
 SCHEMA_VERSION = 1
@@ -46,12 +52,10 @@ CREATE TABLE IF NOT EXISTS events(
     output INTEGER NOT NULL, reasoning INTEGER NOT NULL,
     cost REAL, cost_given INTEGER NOT NULL, duration REAL, error INTEGER NOT NULL,
     cache_hit INTEGER, saved REAL NOT NULL, batch INTEGER NOT NULL, received REAL NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events(id) WHERE id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
 """
 _INSERT = f"INSERT INTO events({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})"
-_ID_CHUNK = 5000  # bound variables per IN (...) query; SQLite allows 32766
 
 
 class LedgerError(RuntimeError):
@@ -92,6 +96,7 @@ class Ledger:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: ledger schema {row[0]} is newer than this costmeter ({SCHEMA_VERSION})")
+        self.ids = IdIndex(state_dir, self.path, self._db)
 
     # ---- writes ---------------------------------------------------------
     def append(self, rows: Sequence[tuple],
@@ -122,6 +127,7 @@ class Ledger:
     def _commit(self, group: list["_Pending"]) -> None:
         db = self._db
         try:
+            self._staged: set[str] = set()
             db.execute("BEGIN IMMEDIATE")
             try:
                 for p in group:
@@ -136,6 +142,7 @@ class Ledger:
                 p.error, p.done = e, True
             return
         self.commits += 1
+        self.ids.add(self._staged, last)
         for p in group:
             p.last = last
             try:
@@ -145,36 +152,26 @@ class Ledger:
                 p.error = e
             p.done = True
 
-    @staticmethod
-    def _insert_new(db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
+    def _insert_new(self, db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
         """Insert the rows whose id is new; return their indexes. Inside a transaction."""
+        staged = self._staged                       # ids written earlier in this transaction
         ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
-        if len(set(ids)) == len(ids):
-            # Fast path, the common case of a first delivery: insert everything and let
-            # the unique index object; only a retried batch pays for the look-ups.
-            db.execute("SAVEPOINT fresh")
-            try:
-                db.executemany(_INSERT, rows)
-                db.execute("RELEASE fresh")
-                return list(range(len(rows)))
-            except sqlite3.IntegrityError:
-                db.execute("ROLLBACK TO fresh")
-                db.execute("RELEASE fresh")
-        seen: set[str] = set()
-        for i in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[i:i + _ID_CHUNK]
-            q = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"
-            seen.update(r[0] for r in db.execute(q, chunk))
+        seen = self.ids.known(ids)
+        if staged:
+            seen.update(i for i in ids if i in staged)
         keep: list[int] = []
+        new: list[str] = []
         for i, r in enumerate(rows):
             rid = r[ROW_ID]
             if rid is not None:
                 if rid in seen:
                     continue
                 seen.add(rid)          # a duplicate inside the same batch
+                new.append(rid)
             keep.append(i)
         if keep:
             db.executemany(_INSERT, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
+        staged.update(new)
         return keep
 
     def save_snapshot(self, name: str, seq: int, data: dict) -> None:
@@ -229,4 +226,5 @@ class Ledger:
 
     def close(self) -> None:
         with self.lock:
+            self.ids.close()
             self._db.close()
