@@ -40,14 +40,15 @@ _MASK = BLOOM_BITS - 1
 _HEADER = struct.Struct("<8sQI")   # magic, runs covered (highest run number), crc32 of the bits
 _MAGIC = b"cmbloom1"
 _CHUNK = 5000                  # bound variables per IN (...)
+_SEED = 0x5BD1E995
 
 
 def _probes(rid: str) -> tuple[int, int, int, int]:
+    """Four bit positions by double hashing two CRC-32s (fast, and stable across runs)."""
     b = rid.encode()
     h1 = zlib.crc32(b)
-    h2 = zlib.adler32(b) | 1
-    h = (h1 << 32 | zlib.crc32(b, h2)) * 0x9E3779B97F4A7C15
-    return (h & _MASK, (h >> 27) & _MASK, (h1 + h2 * 3) & _MASK, (h >> 64) & _MASK)
+    h2 = zlib.crc32(b, _SEED) | 1
+    return (h1 & _MASK, (h1 + h2) & _MASK, (h1 + 2 * h2) & _MASK, (h1 + 3 * h2 + (h2 >> 5)) & _MASK)
 
 
 class IdIndex:
@@ -137,13 +138,26 @@ class IdIndex:
         recent, flushing, bloom = self.recent, self.flushing, self.bloom
         out: set[str] = set()
         maybe: list[str] = []
+        crc, mask, seed = zlib.crc32, _MASK, _SEED
         for rid in ids:
             if rid in recent or rid in flushing:
                 out.add(rid)
                 continue
-            a, b, c, d = _probes(rid)
-            if (bloom[a >> 3] >> (a & 7)) & (bloom[b >> 3] >> (b & 7)) & \
-                    (bloom[c >> 3] >> (c & 7)) & (bloom[d >> 3] >> (d & 7)) & 1:
+            # _probes inlined, stopping at the first unset bit: most new ids cost one or two
+            b = rid.encode()
+            h1 = crc(b)
+            p = h1 & mask
+            if not (bloom[p >> 3] >> (p & 7)) & 1:
+                continue
+            h2 = crc(b, seed) | 1
+            p = (h1 + h2) & mask
+            if not (bloom[p >> 3] >> (p & 7)) & 1:
+                continue
+            p = (h1 + 2 * h2) & mask
+            if not (bloom[p >> 3] >> (p & 7)) & 1:
+                continue
+            p = (h1 + 3 * h2 + (h2 >> 5)) & mask
+            if (bloom[p >> 3] >> (p & 7)) & 1:
                 maybe.append(rid)
         if maybe:
             with self._lock:

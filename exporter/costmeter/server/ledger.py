@@ -64,7 +64,7 @@ class LedgerError(RuntimeError):
 
 class _Pending:
     """One append waiting for a group commit."""
-    __slots__ = ("rows", "apply", "keep", "last", "error", "done")
+    __slots__ = ("rows", "apply", "keep", "last", "error", "done", "event")
 
     def __init__(self, rows, apply):
         self.rows, self.apply = rows, apply
@@ -72,6 +72,7 @@ class _Pending:
         self.last = 0
         self.error: BaseException | None = None
         self.done = False
+        self.event = threading.Event()
 
 
 class Ledger:
@@ -83,6 +84,7 @@ class Ledger:
         self.lock = threading.RLock()
         self._qlock = threading.Lock()       # guards _queue only
         self._queue: list[_Pending] = []
+        self._leading = False                # a request is committing queued batches
         self.commits = 0                     # durable transactions (one per group of appends)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -106,8 +108,9 @@ class Ledger:
         Returns (indexes of the rows written, sequence number of the last row written).
 
         Group commit: requests that arrive while a commit is running queue up, and the
-        next one to get the lock writes every queued batch in one transaction with one
-        fsync. Each batch is deduplicated against the ledger and the batches before it,
+        oldest of them, once that commit is done, writes every queued batch in one
+        transaction with one fsync (the others sleep until theirs is durable). Do not
+        call it holding ``self.lock``. Each batch is deduplicated against the ledger and the batches before it,
         and returns only after the commit that holds it is durable. ``apply(keep, last)``
         runs for each batch, in ledger order, after that commit and still under
         ``self.lock``, so in-memory state follows the ledger exactly.
@@ -115,11 +118,25 @@ class Ledger:
         item = _Pending(rows, apply)
         with self._qlock:
             self._queue.append(item)
-        with self.lock:
-            if not item.done:                       # no earlier leader took it: lead a group
-                with self._qlock:
-                    group, self._queue = self._queue, []
-                self._commit(group)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.event.wait()                       # done by a leader, or made the next leader
+        while not item.done:
+            group: list[_Pending] = []
+            try:
+                with self.lock:
+                    with self._qlock:
+                        group, self._queue = self._queue, []
+                    self._commit(group)
+            finally:
+                for p in group:
+                    p.event.set()
+                with self._qlock:                   # hand over to the oldest waiting request
+                    if self._queue:
+                        self._queue[0].event.set()
+                    else:
+                        self._leading = False
         if item.error is not None:
             raise item.error
         return item.keep, item.last
