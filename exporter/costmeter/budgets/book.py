@@ -51,8 +51,10 @@ the budget's thresholds (defaults 0.80, 0.95, 1.00).
 """
 from __future__ import annotations
 
+import gc
 import math
 import threading
+from contextlib import contextmanager
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -119,26 +121,65 @@ def _alert_at(limit: float, t: Thresholds, fired: int) -> float:
     return (limit * t.warning, limit * t.critical, limit * t.exceeded, math.inf)[fired]
 
 
-def _status(name: str, period: str, selector: dict, limit: float, thresholds: dict, t: Thresholds, tz: str,
-            start: float, end: float, spend: float, now: float) -> BudgetStatus:
+@contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector while building many short-lived containers: with
+    100k budgets its repeated passes over a large heap made listing them superlinear."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _order(r: tuple) -> tuple:
+    return (r[0], PERIOD_ORDER[r[1]])
+
+
+def _figures(name, period, selector, limit, t: Thresholds, tdict, tz, start, end, rows, now) -> list[tuple]:
+    """Status figures of budgets sharing a period, limit and thresholds: ``rows`` are
+    (tenant, spend) for tenant defaults (``name`` None) or ((None, spend),) for a named budget."""
     length = end - start
     floor = min(0.1 * length, 86400.0)
     elapsed = min(max(now - start, 0.0), length)
+    denom = max(elapsed, floor) if elapsed > 0 else math.inf      # rate 0 before the period starts
     remaining = max(end - max(now, start), 0.0)
-    rate = spend / max(elapsed, floor) if elapsed > 0 else 0.0          # USD per second
-    forecast = spend + rate * remaining
-    if spend >= limit:
-        exhaustion = now
-    elif rate > 0:
-        x = max(now, start) + (limit - spend) / rate
-        exhaustion = x if x < end else None
-    else:
-        exhaustion = None
-    return BudgetStatus(
-        name=name, period=period, selector=selector, limit_usd=limit,
-        spend_usd=spend, utilization_ratio=spend / limit, thresholds=thresholds,
-        period_start=start, period_end=end, daily_burn_rate_usd=rate * 86400.0, forecast_usd=forecast,
-        projected_exhaustion=exhaustion, status=STATUSES[_level(spend, limit, t)], timezone=tz)
+    base = max(now, start)
+    warn, crit, exc = limit * t.warning, limit * t.critical, limit * t.exceeded
+    out = []
+    for tenant, sp in rows:
+        rate = sp / denom                                   # USD per second
+        if sp >= limit:
+            exhaustion = now
+        elif rate > 0:
+            x = base + (limit - sp) / rate
+            exhaustion = x if x < end else None
+        else:
+            exhaustion = None
+        lvl = 3 if sp >= exc else 2 if sp >= crit else 1 if sp >= warn else 0
+        out.append((name if tenant is None else TENANT_PREFIX + tenant, period,
+                    selector if tenant is None else {"tenant": tenant}, limit, t, tdict, tz, start, end,
+                    sp, rate, sp + rate * remaining, exhaustion, lvl))
+    return out
+
+
+def _to_status(r: tuple) -> BudgetStatus:
+    name, period, selector, limit, t, tdict, tz, start, end, sp, rate, forecast, exhaustion, lvl = r
+    return BudgetStatus(name=name, period=period, selector=dict(selector), limit_usd=limit, spend_usd=sp,
+                        utilization_ratio=sp / limit, thresholds=dict(tdict), period_start=start, period_end=end,
+                        daily_burn_rate_usd=rate * 86400.0, forecast_usd=forecast,
+                        projected_exhaustion=exhaustion, status=STATUSES[lvl], timezone=tz)
+
+
+def _to_dict(r: tuple) -> dict:
+    name, period, selector, limit, t, tdict, tz, start, end, sp, rate, forecast, exhaustion, lvl = r
+    return {"name": name, "period": period, "selector": selector, "timezone": tz,
+            "limit_usd": limit, "spend_usd": sp, "utilization_ratio": sp / limit, "thresholds": tdict,
+            "period_start": _iso(start), "period_end": _iso(end), "daily_burn_rate_usd": rate * 86400.0,
+            "forecast_usd": forecast,
+            "projected_exhaustion": None if exhaustion is None else iso(exhaustion), "status": STATUSES[lvl]}
 
 
 def _now() -> float:
@@ -578,10 +619,12 @@ class BudgetBook:
 
     _ALL = object()
 
-    def _snapshot(self, now: float, name: str | None = None, tenants=_ALL) -> list[BudgetStatus]:
-        """Statuses of the named budgets (all, or those called ``name``) and of the tenant
-        defaults (of every tenant seen, of one tenant ``tenants``, or none for None). Only raw
-        numbers are copied under the lock; statuses are built outside it."""
+    def _rows(self, now: float, name: str | None = None, tenants=_ALL) -> list[tuple]:
+        """Figures of the named budgets (all, or those called ``name``) and of the tenant
+        defaults (of every tenant seen, of one tenant ``tenants``, or none for None), as
+        tuples ``(name, period, selector, limit, Thresholds, thresholds dict, timezone, start,
+        end, spend, rate per second, forecast, exhaustion, level)``. Only raw numbers are
+        copied under the lock; the rest is computed outside it, per period where it can."""
         with self._lock:
             st = self._st
             st.roll(now)
@@ -598,34 +641,44 @@ class BudgetBook:
                         rows = [(t, tr.tcur.get(t, 0.0)) for t in st.tenants if t not in tr.town]
                     defaults.append((tr.period, tr.tlimit, tr.start, tr.end, rows))
             cfg = st.config
-        out: list[BudgetStatus] = []
+        out: list[tuple] = []
         for i, start, end, sp in named:
             s = i.spec
-            out.append(_status(s.name, s.period, dict(i.selector), s.limit_usd, dict(i.thresholds), s.thresholds,
-                               s.timezone, start, end, sp, now))
+            out.extend(_figures(s.name, s.period, i.selector, s.limit_usd, s.thresholds, i.thresholds,
+                                s.timezone, start, end, ((None, sp),), now))
         t, tz = cfg.thresholds, cfg.timezone
         td = t.as_dict()
         for period, limit, start, end, rows in defaults:
-            for tenant_name, sp in rows:
-                out.append(_status(TENANT_PREFIX + tenant_name, period, {"tenant": tenant_name}, limit, dict(td), t,
-                                   tz, start, end, sp, now))
+            out.extend(_figures(None, period, None, limit, t, td, tz, start, end, rows, now))
+        out.sort(key=_order)
         return out
 
     def statuses(self, now: float | None = None) -> list[BudgetStatus]:
         """Every budget instance (named, and tenant defaults of every tenant seen), by name and period."""
         now = self._clock() if now is None else now
-        out = self._snapshot(now)
-        out.sort(key=lambda s: (s.name, PERIOD_ORDER[s.period]))
-        return out
+        with _no_gc():
+            return [_to_status(r) for r in self._rows(now)]
+
+    def status_dicts(self, now: float | None = None) -> list[dict]:
+        """``[s.to_dict() for s in statuses()]``, built directly (GET /v1/budgets with many
+        tenants); for serialising only: budgets of one period share their sub-dicts."""
+        now = self._clock() if now is None else now
+        with _no_gc():
+            return [_to_dict(r) for r in self._rows(now)]
+
+    def gauges(self, now: float | None = None) -> list[tuple]:
+        """For /metrics: ``(name, period, selector, limit, spend, forecast, start, end, thresholds
+        dict)`` of every budget instance, by name and period."""
+        now = self._clock() if now is None else now
+        with _no_gc():
+            return [(r[0], r[1], r[2], r[3], r[9], r[11], r[7], r[8], r[5]) for r in self._rows(now)]
 
     def get(self, name: str, now: float | None = None) -> list[BudgetStatus]:
         """All periods of budget ``name`` ([] if unknown). ``tenant:<t>`` of a tenant not seen
         yet answers with the tenant defaults at zero spend, and stores nothing."""
         now = self._clock() if now is None else now
         tenant = name[len(TENANT_PREFIX):] if name.startswith(TENANT_PREFIX) else None
-        out = self._snapshot(now, name=name, tenants=tenant)
-        out.sort(key=lambda s: PERIOD_ORDER[s.period])
-        return out
+        return [_to_status(r) for r in self._rows(now, name=name, tenants=tenant)]
 
     def matching(self, provider: str | None, model: str | None, tenant: str | None,
                  endpoint: str | None = None, now: float | None = None) -> list[BudgetStatus]:
@@ -641,12 +694,16 @@ class BudgetBook:
             defaults = [(tr.period, tr.tlimit, tr.start, tr.end, tr.tcur.get(tenant, 0.0))
                         for tr in st.defaults if tenant is not None and tenant not in tr.town]
             cfg = st.config
-        out = [_status(i.spec.name, i.spec.period, dict(i.selector), i.spec.limit_usd, dict(i.thresholds),
-                       i.spec.thresholds, i.spec.timezone, s, e, sp, now) for i, s, e, sp in named]
-        out += [_status(TENANT_PREFIX + tenant, p, {"tenant": tenant}, lim, cfg.thresholds.as_dict(), cfg.thresholds,
-                        cfg.timezone, s, e, sp, now) for p, lim, s, e, sp in defaults]
-        out.sort(key=lambda s: (s.name, PERIOD_ORDER[s.period]))
-        return out
+        rows = []
+        for i, start, end, sp in named:
+            sp_ = i.spec
+            rows += _figures(sp_.name, sp_.period, i.selector, sp_.limit_usd, sp_.thresholds, i.thresholds,
+                             sp_.timezone, start, end, ((None, sp),), now)
+        t = cfg.thresholds
+        for p, lim, start, end, sp in defaults:
+            rows += _figures(None, p, None, lim, t, t.as_dict(), cfg.timezone, start, end, ((tenant, sp),), now)
+        rows.sort(key=_order)
+        return [_to_status(r) for r in rows]
 
     def instance_count(self) -> int:
         """Budget instances (named plus tenant defaults of tenants seen)."""

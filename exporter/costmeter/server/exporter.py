@@ -328,26 +328,30 @@ class Exporter:
         # listed by /v1/budgets).
         admitted = self.store.guard.admitted.get("tenant")
         declared = {(b.name, b.period) for b in self.budget_config.budgets}
-        sts = [b for b in self.budgets.statuses()
-               if admitted is None or (b.name, b.period) in declared or b.selector.get("tenant") in admitted]
+        # (name, period, selector, limit, spend, forecast, start, end, thresholds)
+        sts = [g for g in self.budgets.gauges()
+               if admitted is None or (g[0], g[1]) in declared or g[2].get("tenant") in admitted]
         bp = ("budget", "period")
 
-        def fam(name, help_text, attr):
-            return gauge_family(name, help_text, bp, [((b.name, b.period), float(getattr(b, attr))) for b in sts])
+        def fam(name, help_text, value):
+            return gauge_family(name, help_text, bp, [((g[0], g[1]), float(value(g))) for g in sts])
 
-        thresholds = [((b.name, b.period, level), float(b.thresholds[level]))
-                      for b in sts for level in ("warning", "critical", "exceeded")]
+        thresholds = [((g[0], g[1], level), float(g[8][level]))
+                      for g in sts for level in ("warning", "critical", "exceeded")]
         return "".join((
-            fam("cost_budget_limit_usd", "The budget's limit for the current period, from budgets.yaml.", "limit_usd"),
-            fam("cost_budget_spend_usd", "Spend so far in the current period (this exporter's share).", "spend_usd"),
+            fam("cost_budget_limit_usd", "The budget's limit for the current period, from budgets.yaml.",
+                lambda g: g[3]),
+            fam("cost_budget_spend_usd", "Spend so far in the current period (this exporter's share).",
+                lambda g: g[4]),
             fam("cost_budget_utilization_ratio", "Spend divided by limit for the current period (1 = 100 %).",
-                "utilization_ratio"),
+                lambda g: g[4] / g[3]),
             fam("cost_budget_forecast_usd", "Projected spend at the end of the current period at the current burn rate.",
-                "forecast_usd"),
+                lambda g: g[5]),
             gauge_family("cost_budget_threshold_ratio", "The budget's alert thresholds as ratios of its limit.",
                          ("budget", "period", "level"), thresholds),
-            fam("cost_budget_period_start_timestamp_seconds", "When the current budget period started.", "period_start"),
-            fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", "period_end"),
+            fam("cost_budget_period_start_timestamp_seconds", "When the current budget period started.",
+                lambda g: g[6]),
+            fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", lambda g: g[7]),
         ))
 
     def _resource_families(self) -> str:
