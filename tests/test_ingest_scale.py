@@ -196,6 +196,20 @@ def test_id_index_runs_bloom_restart_and_rebuild(tmp_path, monkeypatch):
     led.close()
 
 
+def test_pruning_drops_idempotency_runs_with_their_events(tmp_path, monkeypatch):
+    monkeypatch.setattr(idindex, "RUN_SIZE", 100)
+    led = Ledger(str(tmp_path))
+    for b in range(6):
+        led.append([row(f"{b}-{i}", ts=1_790_000_000.0 + b) for i in range(100)])
+        wait_flushed(led)
+    assert len(led.ids.runs) == 6
+    assert led.prune(before_ts=1_790_000_003.0, max_seq=10**9) == 300
+    assert len(led.ids.runs) == 3
+    # a pruned event's id is past the idempotency window: accepted again; a kept one is not
+    assert led.append([row("0-5"), row("4-5")])[0] == [0]
+    led.close()
+
+
 def test_an_older_ledger_with_a_unique_id_index_is_migrated(tmp_path):
     db = sqlite3.connect(str(tmp_path / "ledger.db"))
     led = Ledger(str(tmp_path))

@@ -200,6 +200,9 @@ class Ledger:
         """Delete raw events older than ``before_ts`` already folded into a snapshot."""
         with self.lock:
             cur = self._db.execute("DELETE FROM events WHERE ts < ? AND seq <= ?", (before_ts, max_seq))
+            if cur.rowcount:
+                first = self._db.execute("SELECT min(seq) FROM events").fetchone()[0]
+                self.ids.drop_runs_before(first if first is not None else max_seq + 1)
             return cur.rowcount
 
     # ---- reads ------------------------------------------------------------
