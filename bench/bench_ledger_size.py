@@ -102,8 +102,36 @@ def start(state: str, budgets: str):
     return Exporter.embedded(state_dir=state, listen_address=None, budgets_file=budgets)
 
 
-def stalls(exp, seconds: float | None, during=None) -> tuple[float, float, float]:
-    """(seconds `during` took, longest ingest call, longest render) while ingesting and scraping."""
+class HoldTimer:
+    """Stands in for the ledger's RLock and records the longest hold by each thread role."""
+
+    def __init__(self, lock):
+        self.lock, self.local, self.longest = lock, threading.local(), {}
+
+    def __enter__(self):
+        self.lock.acquire()
+        d = getattr(self.local, "depth", 0)
+        if d == 0:
+            self.local.t0 = time.perf_counter()
+        self.local.depth = d + 1
+        return self
+
+    def __exit__(self, *exc):
+        self.local.depth -= 1
+        if self.local.depth == 0:
+            held = time.perf_counter() - self.local.t0
+            role = threading.current_thread().name.split("-")[0]
+            self.longest[role] = max(self.longest.get(role, 0.0), held)
+        self.lock.release()
+
+    acquire = lambda self, *a, **k: self.lock.acquire(*a, **k)      # noqa: E731
+    release = lambda self: self.lock.release()                       # noqa: E731
+
+
+def stalls(exp, seconds: float | None, during=None) -> tuple[float, float, float, dict]:
+    """(seconds `during` took, longest ingest call, longest render, longest ingest-lock hold by
+    role) while one thread ingests batches of 10 and another renders /metrics."""
+    timer = exp.ledger.lock = HoldTimer(exp.ledger.lock)
     stop = threading.Event()
     worst = {"ingest": 0.0, "render": 0.0}
     n = [0]
@@ -124,7 +152,7 @@ def stalls(exp, seconds: float | None, during=None) -> tuple[float, float, float
             worst["render"] = max(worst["render"], time.perf_counter() - t)
             time.sleep(0.05)
 
-    threads = [threading.Thread(target=ingest), threading.Thread(target=scrape)]
+    threads = [threading.Thread(target=ingest, name="ingest"), threading.Thread(target=scrape, name="scrape")]
     for t in threads:
         t.start()
     time.sleep(0.3)
@@ -138,7 +166,8 @@ def stalls(exp, seconds: float | None, during=None) -> tuple[float, float, float
     stop.set()
     for t in threads:
         t.join()
-    return took, worst["ingest"], worst["render"]
+    exp.ledger.lock = timer.lock
+    return took, worst["ingest"], worst["render"], timer.longest
 
 
 def main() -> None:
@@ -174,10 +203,17 @@ def main() -> None:
             exp = start(state, budgets)
             t_restart = time.perf_counter() - t
             n_budgets = len(exp.budgets.statuses())
-            _, base_ingest, base_render = stalls(exp, 2.0)
+            _, base_ingest, base_render, _ = stalls(exp, 2.0)
             with open(budgets, "w") as f:
                 f.write(RELOADED)
-            t_reload, worst_ingest, worst_render = stalls(exp, None, exp.reload)
+            threading.current_thread().name = "reload"
+            t_reload, worst_ingest, worst_render, holds = stalls(exp, None, exp.reload)
+            exp.snapshot()                          # once more, timed, as housekeeping runs it
+            threading.current_thread().name = "snapshot"
+            timer = exp.ledger.lock = HoldTimer(exp.ledger.lock)
+            exp.snapshot()
+            exp.ledger.lock = timer.lock
+            holds["snapshot"] = timer.longest.get("snapshot", 0.0)
             exp.stop()
             led = Ledger(state)
             rand = append_rate(led, random_batches(50, 1000, rnd))
@@ -194,6 +230,9 @@ def main() -> None:
                   f"(baseline, no reload: {base_ingest * 1000:.0f} ms)")
             print(f"    longest /metrics render during it:      {worst_render * 1000:9.0f} ms   "
                   f"(baseline, no reload: {base_render * 1000:.0f} ms)")
+            print("  longest hold of the ingest lock by:      " + ", ".join(
+                f"{role} {holds.get(role, 0.0) * 1000:.1f} ms" for role in ("reload", "scrape", "snapshot"))
+                + "   target: reload and scrape <= 100 ms")
 
 
 if __name__ == "__main__":

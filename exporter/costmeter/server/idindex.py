@@ -122,7 +122,7 @@ class IdIndex:
             if magic != _MAGIC or zlib.crc32(self.bloom) != crc:
                 raise ValueError("torn or foreign file")
         except (OSError, ValueError, struct.error) as e:
-            if self.runs:
+            if self.runs and not isinstance(e, FileNotFoundError):
                 log.warning("%s: %s; rebuilding it from %d runs", self.bloom_path, e, len(self.runs))
             self.bloom = bytearray(BLOOM_BITS // 8)
             covered = 0
