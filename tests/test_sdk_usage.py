@@ -1,4 +1,4 @@
-"""Usage extraction maps every provider convention onto disjoint token types (SPEC.md)."""
+"""Usage extraction maps every provider convention onto disjoint token types (README.md, "Metrics")."""
 from __future__ import annotations
 
 from openai.types.chat import ChatCompletionChunk

@@ -1,6 +1,6 @@
 """costmeter: cost observability for LLM-backed services.
 
-The public SDK is re-exported here (see SPEC.md, "SDK")::
+The public SDK is re-exported here (README.md, "Instrumenting an app")::
 
     from costmeter import track_cost, cost_tracker, should_deny, \\
         should_throttle, BudgetExceededError

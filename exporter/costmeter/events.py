@@ -1,6 +1,6 @@
 """Usage events: the unit of ingest, validated once at the edge.
 
-An event as sent to ``POST /v1/events`` (SPEC.md, "Ingest API")::
+An event as sent to ``POST /v1/events`` (README.md, "Ingest API")::
 
     {"id": "3f0c...", "timestamp": "2026-11-22T10:00:00Z",
      "provider": "openai", "model": "gpt-4o-mini-2024-07-18",

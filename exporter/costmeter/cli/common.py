@@ -8,7 +8,8 @@ from costmeter.config.loader import ConfigErrors
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
-STATE_DIR_HELP = ("state directory for the ledger and governance log (default: $COSTMETER_STATE_DIR, "
+STATE_DIR_HELP = ("state directory for the ledger and governance log (default: storage.path of the "
+                  "exporter.yaml given, else $COSTMETER_STATE_DIR, "
                   "else $XDG_STATE_HOME/costmeter, else ~/.local/state/costmeter)")
 
 FILES_RULE = ("Files are read only when named: by these flags, or by the exporter.yaml given with "

@@ -5,7 +5,7 @@ call ends. Per call it prices the tokens with the :class:`PricingTable`
 (cached per provider and model) and then, depending on how the app runs:
 
 * direct (the default when nothing is configured and ``COSTMETER_URL`` is not
-  set): updates the metrics of SPEC.md in the app's own prometheus_client
+  set): updates the data metrics (README.md, "Metrics") in the app's own prometheus_client
   registry, also under multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``);
 * shipped (``configure(url=...)`` or ``COSTMETER_URL``): queues an event for
   the background shipper (:mod:`costmeter.sdk.shipper`), which batches, sends,
@@ -51,7 +51,7 @@ _SERIES_CACHE_LIMIT = 10_000
 
 
 class AppMetrics:
-    """The SPEC.md data metrics in one prometheus_client registry (created once per registry)."""
+    """The data metrics (README.md, "Metrics") in one prometheus_client registry (created once per registry)."""
 
     def __init__(self, registry):
         from prometheus_client import Counter, Histogram
@@ -455,7 +455,7 @@ class CostTracker:
             # the miss reaches the exporter with the tracked call that follows (mark_cache_miss)
         return saved
 
-    # ---- the API users already call (reference/002) ------------------------------------
+    # ---- the API users already call (README.md, "Instrumenting an app") ------------------------------------
 
     def _legacy_metrics(self) -> AppMetrics | None:
         if not self._ready:
@@ -480,7 +480,7 @@ class CostTracker:
     def record_tokens(self, provider: str, model: str, input_tokens: int, output_tokens: int, *,
                       cached_input_tokens: int = 0, cache_write_tokens: int = 0, reasoning_tokens: int = 0,
                       tenant: str = DEFAULT_TENANT) -> None:
-        """Add tokens to ``cost_provider_tokens_total`` by type (counts are disjoint, as in SPEC.md)."""
+        """Add tokens to ``cost_provider_tokens_total`` by type (counts are disjoint)."""
         m = self._legacy_metrics()
         if m is not None:
             for tt, n in zip(TOKEN_TYPES, (input_tokens, cached_input_tokens, cache_write_tokens,

@@ -3,7 +3,7 @@
 The tracked call only appends a tuple to a bounded in-memory queue
 (:meth:`Shipper.put`, no lock, no I/O). One daemon thread per process drains
 the queue every ``flush_interval`` seconds (sooner when a batch is full),
-turns tuples into ingest events (SPEC.md, "Ingest API"), gives each a unique
+turns tuples into ingest events (README.md, "Ingest API"), gives each a unique
 ``id`` exactly once, and hands batches to a sink:
 
 * :class:`HttpSink` POSTs JSON to ``<url>/v1/events`` (shipped mode);

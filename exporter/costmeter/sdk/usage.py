@@ -1,6 +1,6 @@
 """Token usage from provider responses, by duck typing (no provider imports).
 
-Every extractor returns the five disjoint token counts of SPEC.md, in the
+Every extractor returns the five disjoint token counts of ``cost_provider_tokens_total``, in the
 order of :data:`costmeter.events.TOKEN_FIELDS`::
 
     (input, cached_input, cache_write, output, reasoning)
