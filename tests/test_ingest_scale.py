@@ -224,3 +224,21 @@ def test_an_older_ledger_with_a_unique_id_index_is_migrated(tmp_path):
     assert led._db.execute("SELECT count(*) FROM sqlite_master WHERE name='events_id'").fetchone()[0] == 0
     assert led.append([row(f"old-{i}") for i in range(0, 40, 3)])[0] == [10, 11, 12, 13]
     led.close()
+
+
+def test_an_idle_exporter_writes_no_snapshot(tmp_path, monkeypatch):
+    exp = Exporter.embedded(state_dir=str(tmp_path / "state"), listen_address=None)
+    try:
+        writes = []
+        real = exp.ledger.save_snapshot
+        monkeypatch.setattr(exp.ledger, "save_snapshot", lambda *a: (writes.append(a[1]), real(*a)))
+        monkeypatch.setattr(exp.resources, "state", lambda: {"version": 1, "usd_total": {}})
+        exp.ingest(events("x", 5))
+        exp.snapshot()
+        exp.snapshot()                       # nothing happened since
+        exp.ingest(events("x", 5))           # duplicates only: counted in health, so saved
+        exp.snapshot()
+        exp.snapshot()
+        assert writes == [5, 5]
+    finally:
+        exp.stop()

@@ -74,6 +74,7 @@ class Exporter:
         self.health = {"accepted": 0.0, "duplicates": 0.0, "rejected": {r: 0.0 for r in REJECT_REASONS}}
         self.applied_seq = 0
         self.snapshot_seq = -1
+        self._saved: tuple | None = None      # (health, resources) of the last snapshot written
         self.ready = False
         self.reload_ok, self.reload_time = True, time.time()
         self._unpriced_logged: set[tuple[str, str]] = set()
@@ -283,14 +284,17 @@ class Exporter:
 
     def snapshot(self) -> None:
         """Persist metric state as of ledger sequence ``applied_seq`` (no-op if unchanged)."""
+        resources = self.resources.state()
         with self.ledger.lock:
             seq = self.applied_seq
-            state = {"store": self.store.state(), "health": {
-                "accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state(),
-                "budgets": self.budgets.state()}
+            health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
+                      "rejected": dict(self.health["rejected"])}
+            if seq == self.snapshot_seq and (health, resources) == self._saved:
+                return                  # an idle exporter writes nothing
+            state = {"store": self.store.state(), "health": health, "resources": resources,
+                     "budgets": self.budgets.state()}
         self.ledger.save_snapshot(SNAPSHOT, seq, state)
-        self.snapshot_seq = seq
+        self.snapshot_seq, self._saved = seq, (health, resources)
 
     # ---- scrape ----------------------------------------------------------------------
     def render_metrics(self) -> bytes:
