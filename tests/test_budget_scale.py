@@ -202,3 +202,12 @@ def test_tick_logs_crossings_of_many_tenants_queued_by_observe(tmp_path, amount)
     recs = governance.read(path)
     assert len(recs) == (300 if amount > 1.5 else 0)
     assert all(r["level"] == "warning" and r["period"] == "daily" for r in recs)
+
+
+def test_status_dicts_are_the_statuses_as_dicts():
+    b, clock = make(CONFIG)
+    feed(b, EVENTS)
+    b.observe("openai", "m", "zed", "/e", 5.0, clock[0])                # exhausted: projected_exhaustion now
+    got = b.status_dicts()
+    assert got == [s.to_dict() for s in b.statuses()]
+    assert any(d["projected_exhaustion"] is not None for d in got)
