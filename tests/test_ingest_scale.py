@@ -242,3 +242,45 @@ def test_an_idle_exporter_writes_no_snapshot(tmp_path, monkeypatch):
         assert writes == [5, 5]
     finally:
         exp.stop()
+
+
+def test_metrics_render_while_ingest_adds_series_without_the_lock(tmp_path):
+    exp = Exporter.embedded(state_dir=str(tmp_path / "state"), listen_address=None)
+    try:
+        stop = threading.Event()
+        errors = []
+
+        def scrape():
+            while not stop.is_set():
+                try:
+                    parse_metrics(exp.render_metrics().decode())
+                except Exception as e:             # e.g. "dictionary changed size during iteration"
+                    errors.append(e)
+
+        th = threading.Thread(target=scrape)
+        th.start()
+        held, release = threading.Event(), threading.Event()
+
+        def commit():                              # a commit in progress holds the ingest lock
+            with exp.ledger.lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=commit)
+        holder.start()
+        held.wait(5)
+        body = exp.render_metrics()                # does not wait for it
+        assert not release.is_set() and b"costmeter_build_info" in body
+        release.set()
+        holder.join()
+        for k in range(60):                        # every batch adds new series
+            exp.ingest([{"id": f"s{k}-{i}", "provider": "openai", "model": f"m{k}", "tenant": f"t{i}",
+                         "endpoint": f"/e{k % 3}", "cost_usd": 0.01, "duration_seconds": 0.2}
+                        for i in range(20)])
+        stop.set()
+        th.join()
+        assert errors == []
+        m = parse_metrics(exp.render_metrics().decode())
+        assert sample(m, "costmeter_ingest_events_total") == 1200
+    finally:
+        exp.stop()

@@ -41,14 +41,16 @@ class CounterFamily:
     def cell(self, values: tuple[str, ...]) -> list[float]:
         c = self.cells.get(values)
         if c is None:
-            c = self.cells[values] = [0.0]
+            # prefix first: a concurrent view() that sees the cell finds its prefix
             self.prefix[values] = f"{self.name}{{{label_str(self.labelnames, values)}}} "
+            c = self.cells[values] = [0.0]
         return c
 
     def view(self) -> list:
-        """(prefix, cell) pairs: taken under the ingest lock, formatted outside it."""
-        prefix = self.prefix
-        return [(prefix[k], c) for k, c in self.cells.items()]
+        """(prefix, cell) pairs, taken without the ingest lock: ``list(dict.items())`` runs in
+        C under the GIL, so it never sees the dict change size; cells are read live later."""
+        prefix, items = self.prefix, list(self.cells.items())
+        return [(prefix[k], c) for k, c in items]
 
     def render_view(self, view: list, out: list[str]) -> None:
         out.append(header(self.name, self.kind, self.help))
@@ -83,12 +85,12 @@ class HistogramFamily:
     def cell(self, values: tuple[str, ...]) -> list[float]:
         c = self.cells.get(values)
         if c is None:
-            c = self.cells[values] = [0] * (len(self.bounds) + 1) + [0.0]
             ls = label_str(self.labelnames, values)
             sep = "," if ls else ""
-            self.prefix[values] = (
+            self.prefix[values] = (     # prefix first: a concurrent view() finds it
                 [f'{self.name}_bucket{{{ls}{sep}le="{le}"}} ' for le in self.les],
                 f"{self.name}_sum{{{ls}}} ", f"{self.name}_count{{{ls}}} ")
+            c = self.cells[values] = [0] * (len(self.bounds) + 1) + [0.0]
         return c
 
     def observe(self, cell: list[float], v: float) -> None:
@@ -96,8 +98,8 @@ class HistogramFamily:
         cell[-1] += v
 
     def view(self) -> list:
-        prefix = self.prefix
-        return [(prefix[k], c) for k, c in self.cells.items()]
+        prefix, items = self.prefix, list(self.cells.items())     # see CounterFamily.view
+        return [(prefix[k], c) for k, c in items]
 
     def render(self, out: list[str]) -> None:
         self.render_view(self.view(), out)
@@ -233,7 +235,7 @@ class Store:
             f.render(out)
 
     def view(self) -> list:
-        """A list of every cell, cheap enough to take under the ingest lock (no formatting)."""
+        """A list of every cell, taken while ingest goes on (see CounterFamily.view)."""
         return [(f, f.view()) for f in self.families]
 
     @staticmethod
