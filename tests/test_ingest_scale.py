@@ -210,6 +210,27 @@ def test_pruning_drops_idempotency_runs_with_their_events(tmp_path, monkeypatch)
     led.close()
 
 
+def test_an_id_index_of_another_ledger_is_not_trusted(tmp_path, monkeypatch):
+    monkeypatch.setattr(idindex, "RUN_SIZE", 10)
+    led = Ledger(str(tmp_path))
+    led.append([row(f"a{i}") for i in range(30)])
+    wait_flushed(led)
+    assert led.ids.runs
+    led.close()
+    os.remove(tmp_path / "ledger.db")                 # another ledger, same state directory
+    for f in os.listdir(tmp_path):
+        if f.startswith("ledger.db-"):
+            os.remove(tmp_path / f)
+    other = Ledger(str(tmp_path / "other"))
+    other.append([row(f"b{i}") for i in range(40)])
+    other.close()
+    os.replace(tmp_path / "other" / "ledger.db", tmp_path / "ledger.db")
+    led = Ledger(str(tmp_path))
+    assert led.append([row(f"a{i}") for i in range(30)])[0] == list(range(30))   # a* are new here
+    assert led.append([row("b3")])[0] == []
+    led.close()
+
+
 def test_an_older_ledger_with_a_unique_id_index_is_migrated(tmp_path):
     db = sqlite3.connect(str(tmp_path / "ledger.db"))
     led = Ledger(str(tmp_path))

@@ -29,6 +29,7 @@ import os
 import sqlite3
 import struct
 import threading
+import uuid
 import zlib
 from typing import Iterable
 
@@ -73,6 +74,7 @@ class IdIndex:
         db.execute("PRAGMA synchronous=NORMAL")     # derived data: rebuilt from the ledger if lost
         db.execute("CREATE TABLE IF NOT EXISTS runs(k INTEGER PRIMARY KEY, lo INTEGER NOT NULL, "
                    "hi INTEGER NOT NULL, n INTEGER NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)")
         return db
 
     def _open(self, ledger_db: sqlite3.Connection) -> None:
@@ -88,16 +90,22 @@ class IdIndex:
             runs = []
         self.bloom = bytearray(BLOOM_BITS // 8)
         last = ledger_db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
-        if runs and runs[-1][1] > last:
-            # ids.db is ahead of the ledger (a ledger restored from an older backup): its ids
-            # of events the ledger no longer has would wrongly refuse them; start over
-            log.warning("%s covers events the ledger does not have: rebuilding it", self.path)
+        # ids.db belongs to one ledger: an id of another ledger's would wrongly refuse an event
+        lid = ledger_db.execute("SELECT v FROM meta WHERE k='ledger_id'").fetchone()
+        if lid is None:
+            lid = (uuid.uuid4().hex,)
+            ledger_db.execute("INSERT INTO meta VALUES ('ledger_id', ?)", lid)
+        mine = self._db.execute("SELECT v FROM meta WHERE k='ledger_id'").fetchone()
+        if (runs and mine != lid) or (runs and runs[-1][1] > last):
+            # another ledger's, or ahead of this one (a ledger restored from an older backup)
+            log.warning("%s does not match %s: rebuilding it", self.path, self._ledger_path)
             for k, _ in runs:
                 self._db.execute(f"DROP TABLE IF EXISTS run_{k}")
             self._db.execute("DELETE FROM runs")
             runs = []
         if not runs and os.path.exists(self.bloom_path):
             os.remove(self.bloom_path)         # it described another ids.db
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('ledger_id', ?)", lid)
         legacy = ledger_db.execute(
             "SELECT 1 FROM sqlite_master WHERE type='index' AND name='events_id'").fetchone() is not None
         if not runs and (last > RUN_SIZE or legacy) and last > 0:
