@@ -10,6 +10,7 @@ through Exporter.ingest (validation, ledger, metrics, budgets), in batches of
 * GET /v1/budgets as the HTTP handler builds it (budget figures and JSON);
 * /metrics (Exporter.render_metrics, budget families included);
 * BudgetBook.tick, as the housekeeping thread runs it every second;
+* a snapshot (every 10 s by default): time and size;
 * restart to ready (snapshot present).
 
     .venv/bin/python bench/bench_tenants.py [--tenants 1000,10000,50000]
@@ -84,6 +85,11 @@ def main() -> None:
             api = timed(lambda: budgets_json(exp))
             metrics = timed(exp.render_metrics)
             tick = timed(exp.budgets.tick, 5)
+            exp.ingest(batch(f"snap{rep}", range(1)))
+            t = time.perf_counter()
+            exp.snapshot()
+            snap = time.perf_counter() - t
+            size = exp.ledger._db.execute("SELECT length(data) FROM snapshots").fetchone()[0]
             n = len(exp.budgets.statuses())
             exp.stop()
             t = time.perf_counter()
@@ -96,6 +102,7 @@ def main() -> None:
             print(f"  /metrics render:                            {metrics * 1000:8.1f} ms   target < 200 ms")
             print(f"  BudgetBook.tick:                            {tick * 1000:8.2f} ms")
             print(f"  restart to ready:                           {restart * 1000:8.0f} ms")
+            print(f"  snapshot (every 10 s):                      {snap * 1000:8.0f} ms, {size / 1e6:.1f} MB")
         exp.stop()
 
 
