@@ -34,22 +34,23 @@ import uuid
 
 BUDGETS = "global: {daily: 1000000, monthly: 10000000}\ntenant_defaults: {daily: 1000, monthly: 10000}\n"
 RELOADED = BUDGETS + "budgets:\n  - {name: quarter, period: quarterly, limit_usd: 100000000}\n"
-COLUMNS = ("id", "ts", "provider", "model", "tenant", "endpoint", "input", "cached_input", "cache_write",
-           "output", "reasoning", "cost", "cost_given", "duration", "error", "cache_hit", "saved", "batch",
-           "received")
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "claude-3-haiku", "gemini-2.5-flash")
 
 
 def row(rid: str, ts: float, rnd: random.Random) -> tuple:
+    """A ledger row in the COLUMNS order of the code under test."""
+    from costmeter.server.ledger import COLUMNS
     i = rnd.randrange(1 << 30)
-    return (rid, ts, "openai", MODELS[i % 5], f"tenant-{i % 1000}", f"/v1/ep{i % 8}",
-            600, 0, 0, 300, 0, 0.001 * (1 + i % 7), 1, 0.5, 0, None, 0.0, 0, ts)
+    r = {"id": rid, "ts": ts, "provider": "openai", "model": MODELS[i % 5], "tenant": f"tenant-{i % 1000}",
+         "endpoint": f"/v1/ep{i % 8}", "input": 600, "output": 300, "cost": 0.001 * (1 + i % 7),
+         "cost_given": 1, "duration": 0.5, "saved": 0.0, "received": ts}
+    return tuple(r.get(c, None if c == "cache_hit" else 0) for c in COLUMNS)
 
 
 def fill(state: str, n: int) -> None:
     """n events of today, written straight into the ledger's events table (ids sorted, so the
     fill is quick whatever the index; the ledger then opens it as it would its own)."""
-    from costmeter.server.ledger import Ledger
+    from costmeter.server.ledger import COLUMNS, Ledger
     Ledger(state).close()                    # the schema of the code under test
     db = sqlite3.connect(os.path.join(state, "ledger.db"))
     db.execute("PRAGMA synchronous=OFF")

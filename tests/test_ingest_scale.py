@@ -14,13 +14,15 @@ import requests
 
 from costmeter.server.exporter import Exporter
 from costmeter.server import idindex
-from costmeter.server.ledger import Ledger
+from costmeter.server.ledger import COLUMNS, Ledger
 from exporter_support import parse_metrics, sample
 
 
 def row(eid, tenant="t", cost=0.01, ts=None):
-    return (eid, time.time() if ts is None else ts, "openai", "gpt-4o", tenant, "/e",
-            1, 0, 0, 1, 0, cost, 1, None, 0, None, 0.0, 0, time.time())
+    """A ledger row (ledger.COLUMNS order)."""
+    r = dict(zip(COLUMNS, (eid, time.time() if ts is None else ts, "openai", "gpt-4o", tenant, "/e")))
+    r.update(input=1, output=1, cost=cost, cost_given=1, received=time.time())
+    return tuple(r.get(c, 0 if c not in ("duration", "cache_hit") else None) for c in COLUMNS)
 
 
 def test_group_commit_shares_fsyncs_and_writes_each_id_once(tmp_path):
@@ -58,7 +60,7 @@ def test_group_commit_shares_fsyncs_and_writes_each_id_once(tmp_path):
 def test_a_failed_group_commit_acknowledges_nothing(tmp_path):
     led = Ledger(str(tmp_path))
     led.append([row("a")])
-    bad = row("b")[:-1] + (None,)          # received is NOT NULL: the whole transaction fails
+    bad = tuple(None if c == "received" else v for c, v in zip(COLUMNS, row("b")))   # NOT NULL: fails
     with pytest.raises(sqlite3.IntegrityError):
         led.append([row("c"), bad])
     assert led.count() == 1

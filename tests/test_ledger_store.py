@@ -12,7 +12,56 @@ import pytest
 
 def row(i, *, eid=None, tenant="acme", cost=0.01, ts=1_790_000_000.0, hit=None, duration=0.5, error=0):
     return (eid if eid is not None else f"id-{i}", ts + i, "openai", "gpt-4o-mini", tenant, "/v1/chat",
-            100, 20, 0, 50, 5, cost, 0, duration, error, hit, 0.002 if hit else 0.0, 0, ts)
+            100, 20, 0, 0, 50, 5, cost, 0, duration, error, hit, 0.002 if hit else 0.0, 0, ts)
+
+
+# The events table as costmeter wrote it before cache_write_1h existed.
+_OLD_SCHEMA = """
+CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE events(
+    seq INTEGER PRIMARY KEY,
+    id TEXT, ts REAL NOT NULL,
+    provider TEXT NOT NULL, model TEXT NOT NULL, tenant TEXT NOT NULL, endpoint TEXT NOT NULL,
+    input INTEGER NOT NULL, cached_input INTEGER NOT NULL, cache_write INTEGER NOT NULL,
+    output INTEGER NOT NULL, reasoning INTEGER NOT NULL,
+    cost REAL, cost_given INTEGER NOT NULL, duration REAL, error INTEGER NOT NULL,
+    cache_hit INTEGER, saved REAL NOT NULL, batch INTEGER NOT NULL, received REAL NOT NULL);
+CREATE UNIQUE INDEX events_id ON events(id) WHERE id IS NOT NULL;
+CREATE INDEX events_ts ON events(ts);
+CREATE TABLE snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO events(id, ts, provider, model, tenant, endpoint, input, cached_input, cache_write, output, reasoning,
+                   cost, cost_given, duration, error, cache_hit, saved, batch, received)
+VALUES ('old-1', 1790000000.0, 'anthropic', 'claude-sonnet-4-5', 'acme', '/v1/chat', 10, 20, 30, 40, 5,
+        0.5, 0, 0.2, 0, NULL, 0.0, 0, 1790000000.0);
+"""
+
+
+def test_ledger_from_before_cache_write_1h_opens_and_keeps_its_rows(tmp_path):
+    import sqlite3
+    db = sqlite3.connect(str(tmp_path / "ledger.db"))
+    db.executescript(_OLD_SCHEMA)
+    db.close()
+    led = Ledger(str(tmp_path))
+    (seq, old), = list(led.replay(0))
+    # The old row reads back with no 1-hour writes, every other column where it was.
+    assert old == ("old-1", 1790000000.0, "anthropic", "claude-sonnet-4-5", "acme", "/v1/chat",
+                   10, 20, 30, 0, 40, 5, 0.5, 0, 0.2, 0, None, 0.0, 0, 1790000000.0)
+    keep, last = led.append([row(1), row(1, eid="old-1")])
+    assert keep == [0] and last == 2
+    new = dict(zip(range(20), list(led.replay(1))[0][1]))
+    assert (new[8], new[9], new[10]) == (0, 0, 50)
+    led.close()
+    led = Ledger(str(tmp_path))                   # a second open finds the column already there
+    assert led.count() == 2
+    s = Store()
+    for _, r in led.replay(0):
+        s.apply(r)
+    m = parse_metrics(render(s))
+    lbl = dict(provider="anthropic", model="claude-sonnet-4-5", tenant="acme")
+    assert sample(m, "cost_provider_tokens_total", token_type="cache_write", **lbl) == 30
+    assert sample(m, "cost_provider_tokens_total", token_type="output", **lbl) == 40
+    assert sample(m, "cost_provider_tokens_total", token_type="cache_write_1h", **lbl) == 0
 
 
 def render(store: Store) -> str:

@@ -176,11 +176,23 @@ def test_match_sums_every_matching_process_and_follows_new_ones(spawn):
 
 
 def test_match_never_matches_the_exporter_itself():
-    me = " ".join(psutil.Process().cmdline())
-    import re
-    s = ResourceSampler(procs_config(ProcessTarget("me", match=re.compile("^" + re.escape(me) + "$"))))
-    s.sample()
-    assert by_target(s)["me"] == (0.0, 0.0)
+    # In a child whose command line is unique (a fresh token), so a second identical test run
+    # on the same machine cannot be what the pattern finds.
+    code = textwrap.dedent("""
+        import re, sys, psutil
+        from costmeter.collectors.resources import ResourceSampler
+        from costmeter.config.resources import ProcessTarget, ResourcesConfig
+        me = " ".join(psutil.Process().cmdline())
+        target = ProcessTarget("me", match=re.compile("^" + re.escape(me) + "$"))
+        assert target.match.search(me)                  # the pattern does match this process...
+        s = ResourceSampler(ResourcesConfig(host=False, self_process=False, processes=[target]))
+        s.sample()
+        print([(t, c, m) for t, c, m in s.gauges()])    # ...but the sampler never counts itself
+    """)
+    out = subprocess.run([sys.executable, "-c", code, uuid.uuid4().hex], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[('me', 0.0, 0.0)]"
 
 
 def test_vanished_process_reports_zero_and_does_not_raise(spawn):

@@ -9,8 +9,9 @@ vendors' usage (tests/fakes/llm_server.py) and the built-in price table:
   responses o4-mini: input 2000 (1500 cached), output 900 (600 reasoning)
       500 * 1.10 + 1500 * 0.275 + 300 * 4.40 + 600 * 4.40 = 4922.5 per million -> $0.0049225
   embeddings text-embedding-3-small: 8 * 0.02 = 0.16 per million -> $0.00000016
-  anthropic claude-sonnet-4-6 (same rates as 4-5): input 50, cache read 10000, cache write 2000, output 400
-      50 * 3 + 10000 * 0.30 + 2000 * 3.75 + 400 * 15 = 16650 per million -> $0.01665
+  anthropic claude-sonnet-4-6 (same rates as 4-5): input 50, cache read 10000, cache writes 2000 of which
+  usage.cache_creation says 1500 are 5-minute and 500 1-hour writes, output 400
+      50 * 3 + 10000 * 0.30 + 1500 * 3.75 + 500 * 6.00 + 400 * 15 = 17775 per million -> $0.017775
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import costmeter
 from costmeter import cost_tracker, request_context, track_cost
 from fakes.llm_server import FakeLLMServer
 
-CHAT_USD, RESP_USD, EMB_USD, ANTH_USD = 0.0002832, 0.0049225, 0.00000016, 0.01665
+CHAT_USD, RESP_USD, EMB_USD, ANTH_USD = 0.0002832, 0.0049225, 0.00000016, 0.017775
 CHAT_MODEL, RESP_MODEL, ANTH_MODEL = "gpt-4o-mini-2024-07-18", "o4-mini-2025-04-16", "claude-sonnet-4-6"
 
 
@@ -48,7 +49,7 @@ def reg():
 def tokens(reg, provider, model, tenant="default"):
     return {tt: reg.get_sample_value("cost_provider_tokens_total",
                                      {"provider": provider, "model": model, "tenant": tenant, "token_type": tt}) or 0
-            for tt in ("input", "cached_input", "cache_write", "output", "reasoning")}
+            for tt in ("input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning")}
 
 
 def cost_sum(reg, provider, model, endpoint="unknown", tenant="default"):
@@ -82,7 +83,7 @@ def test_openai_chat_sync(srv, reg):
     r = ask("hi")
     assert r.choices[0].message.content == "Hello there."
     assert tokens(reg, "openai", CHAT_MODEL, "acme") == {
-        "input": 176, "cached_input": 1024, "cache_write": 0, "output": 172, "reasoning": 128}
+        "input": 176, "cached_input": 1024, "cache_write": 0, "cache_write_1h": 0, "output": 172, "reasoning": 128}
     assert cost_sum(reg, "openai", CHAT_MODEL, "/v1/chat", "acme") == pytest.approx(CHAT_USD, rel=1e-12)
     assert calls(reg, "openai", CHAT_MODEL, "acme") == 1
     assert reg.get_sample_value("cost_request_duration_seconds_count",
@@ -108,7 +109,7 @@ def test_openai_chat_stream_sync_include_usage(srv, reg):
     text = "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
     assert text == "Hello there."
     assert tokens(reg, "openai", CHAT_MODEL) == {
-        "input": 176, "cached_input": 1024, "cache_write": 0, "output": 172, "reasoning": 128}
+        "input": 176, "cached_input": 1024, "cache_write": 0, "cache_write_1h": 0, "output": 172, "reasoning": 128}
     assert cost_sum(reg, "openai", CHAT_MODEL, "/v1/chat") == pytest.approx(CHAT_USD, rel=1e-12)
     stream.close()                                             # closing after exhaustion records nothing more
     assert calls(reg, "openai", CHAT_MODEL) == 1
@@ -128,7 +129,7 @@ def test_openai_responses_and_embeddings(srv, reg):
     respond()
     embed()
     assert tokens(reg, "openai", RESP_MODEL) == {
-        "input": 500, "cached_input": 1500, "cache_write": 0, "output": 300, "reasoning": 600}
+        "input": 500, "cached_input": 1500, "cache_write": 0, "cache_write_1h": 0, "output": 300, "reasoning": 600}
     assert cost_sum(reg, "openai", RESP_MODEL) == pytest.approx(RESP_USD, rel=1e-12)
     assert tokens(reg, "openai", "text-embedding-3-small")["input"] == 8
     assert cost_sum(reg, "openai", "text-embedding-3-small") == pytest.approx(EMB_USD, rel=1e-12)
@@ -156,7 +157,8 @@ def test_anthropic_messages_sync_and_stream(srv, reg):
 
     msg = ask()
     assert msg.content[0].text == "Hello there."
-    want = {"input": 50, "cached_input": 10000, "cache_write": 2000, "output": 400, "reasoning": 0}
+    want = {"input": 50, "cached_input": 10000, "cache_write": 1500, "cache_write_1h": 500, "output": 400,
+            "reasoning": 0}
     assert tokens(reg, "anthropic", ANTH_MODEL, "t1") == want
     assert cost_sum(reg, "anthropic", ANTH_MODEL, tenant="t1") == pytest.approx(ANTH_USD, rel=1e-12)
 
@@ -196,7 +198,8 @@ def test_async_clients_and_async_streams(srv, reg):
 
     asyncio.run(main())
     t = tokens(reg, "openai", CHAT_MODEL, "async")
-    assert t == {"input": 352, "cached_input": 2048, "cache_write": 0, "output": 344, "reasoning": 256}
+    assert t == {"input": 352, "cached_input": 2048, "cache_write": 0, "cache_write_1h": 0, "output": 344,
+                 "reasoning": 256}
     assert cost_sum(reg, "openai", CHAT_MODEL, tenant="async") == pytest.approx(2 * CHAT_USD, rel=1e-12)
     assert cost_sum(reg, "anthropic", ANTH_MODEL, tenant="async") == pytest.approx(ANTH_USD, rel=1e-12)
 
@@ -215,7 +218,7 @@ def test_stream_closed_early_records_once_with_usage_seen(srv, reg):
     s.close()
     # what message_start said: input and cache counts, output 1 so far
     assert tokens(reg, "anthropic", ANTH_MODEL, "early") == {
-        "input": 50, "cached_input": 10000, "cache_write": 2000, "output": 1, "reasoning": 0}
+        "input": 50, "cached_input": 10000, "cache_write": 1500, "cache_write_1h": 500, "output": 1, "reasoning": 0}
     assert calls(reg, "anthropic", ANTH_MODEL, "early") == 1
 
     # a stream abandoned without close is recorded when it is collected
@@ -353,4 +356,19 @@ def test_legacy_cost_tracker_signatures(reg):
         pytest.approx(0.003)
     assert calls(reg, "openai", "gpt-4o-mini") == 1
     assert tokens(reg, "openai", "gpt-4o-mini") == {"input": 100, "cached_input": 0, "cache_write": 0,
-                                                     "output": 50, "reasoning": 0}
+                                                     "cache_write_1h": 0, "output": 50, "reasoning": 0}
+
+
+def test_1h_cache_writes_recorded_and_priced(reg):
+    # claude-haiku-4-5: input 1, 5-minute write 1.25, 1-hour write 2.00, output 5 per million.
+    with track_cost(provider="anthropic", model="claude-haiku-4-5", tenant="h1") as call:
+        call.record(input_tokens=100, cache_write_tokens=1000, cache_write_1h_tokens=2000, output_tokens=10)
+    assert tokens(reg, "anthropic", "claude-haiku-4-5", "h1") == {
+        "input": 100, "cached_input": 0, "cache_write": 1000, "cache_write_1h": 2000, "output": 10, "reasoning": 0}
+    assert cost_sum(reg, "anthropic", "claude-haiku-4-5", tenant="h1") == \
+        pytest.approx((100 * 1 + 1000 * 1.25 + 2000 * 2 + 10 * 5) / 1e6, rel=1e-12)
+    # The five counts of earlier versions (no 1-hour writes) are still accepted.
+    got = cost_tracker.record("anthropic", "claude-haiku-4-5", "h5", None, (100, 0, 1000, 10, 0))
+    assert got == pytest.approx((100 * 1 + 1000 * 1.25 + 10 * 5) / 1e6, rel=1e-12)
+    assert tokens(reg, "anthropic", "claude-haiku-4-5", "h5") == {
+        "input": 100, "cached_input": 0, "cache_write": 1000, "cache_write_1h": 0, "output": 10, "reasoning": 0}

@@ -6,7 +6,8 @@ An event as sent to ``POST /v1/events`` (README.md, "Ingest API")::
      "provider": "openai", "model": "gpt-4o-mini-2024-07-18",
      "tenant": "acme", "endpoint": "/v1/chat",
      "input_tokens": 600, "cached_input_tokens": 400,
-     "cache_write_tokens": 0, "output_tokens": 300, "reasoning_tokens": 200,
+     "cache_write_tokens": 0, "cache_write_1h_tokens": 0,
+     "output_tokens": 300, "reasoning_tokens": 200,
      "cost_usd": 0.00042, "duration_seconds": 0.84,
      "error": false, "cache_hit": false, "saved_cost_usd": 0.0,
      "batch": false}
@@ -15,6 +16,8 @@ An event as sent to ``POST /v1/events`` (README.md, "Ingest API")::
 batch API, priced with the batch discount. Token fields are disjoint:
 ``input_tokens`` excludes cached and cache-write tokens, ``output_tokens``
 excludes reasoning tokens, so their sum is the billable token count.
+``cache_write_tokens`` are 5-minute cache writes, ``cache_write_1h_tokens``
+1-hour ones (Anthropic bills them at 1.25x and 2x the input rate).
 
 :func:`parse_event` turns one decoded JSON object into a ledger row (the
 tuple of ``ledger.COLUMNS``), priced when it carries no ``cost_usd``, or
@@ -26,9 +29,10 @@ import math
 from datetime import datetime, timezone
 from typing import Callable
 
-TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                "output_tokens", "reasoning_tokens")
 # token_type label value for each token field (cost_provider_tokens_total).
-TOKEN_TYPES = ("input", "cached_input", "cache_write", "output", "reasoning")
+TOKEN_TYPES = ("input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning")
 LABEL_FIELDS = ("provider", "model", "tenant", "endpoint")
 DEFAULT_TENANT = "default"
 DEFAULT_MODEL = "unknown"
@@ -209,17 +213,19 @@ def parse_event(obj, now: float, price: Callable[..., float | None]) -> tuple:
     i = _fast_count(g("input_tokens"), obj, "input_tokens")
     ci = _fast_count(g("cached_input_tokens"), obj, "cached_input_tokens")
     cw = _fast_count(g("cache_write_tokens"), obj, "cache_write_tokens")
+    cw1h = _fast_count(g("cache_write_1h_tokens"), obj, "cache_write_1h_tokens")
     o = _fast_count(g("output_tokens"), obj, "output_tokens")
     r = _fast_count(g("reasoning_tokens"), obj, "reasoning_tokens")
     given = 1
     if cost is None:
         given = 0
         # a cache hit made no provider call: nothing to price
-        cost = 0.0 if hit else price(provider, model, i, ci, cw, o, r, at=ts, batch=bool(batch))
+        cost = 0.0 if hit else price(provider, model, i, ci, cw, o, r, at=ts, batch=bool(batch),
+                                     cache_write_1h_tokens=cw1h)
     return (eid, ts, provider, model,
             _fast_label(g("tenant"), obj, "tenant", DEFAULT_TENANT),
             _fast_label(g("endpoint"), obj, "endpoint", DEFAULT_ENDPOINT),
-            i, ci, cw, o, r, cost, given, dur, 1 if err else 0, hit, saved, 1 if batch else 0, now)
+            i, ci, cw, cw1h, o, r, cost, given, dur, 1 if err else 0, hit, saved, 1 if batch else 0, now)
 
 
 

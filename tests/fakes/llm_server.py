@@ -41,9 +41,10 @@ OPENAI_RESPONSES_USAGE = {
     "output_tokens": 900, "output_tokens_details": {"reasoning_tokens": 600}, "total_tokens": 2900,
 }
 OPENAI_EMBEDDINGS_USAGE = {"prompt_tokens": 8, "total_tokens": 8}
-ANTHROPIC_USAGE = {
+ANTHROPIC_USAGE = {       # cache writes: 1500 with the default 5-minute TTL, 500 with ttl "1h"
     "input_tokens": 50, "output_tokens": 400,
     "cache_creation_input_tokens": 2000, "cache_read_input_tokens": 10000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1500, "ephemeral_1h_input_tokens": 500},
 }
 
 SNAPSHOTS = {

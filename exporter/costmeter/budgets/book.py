@@ -311,7 +311,8 @@ class _State:
         self.pending: list = []                 # named instances / (track, tenant) past a threshold
         used = sorted({SELECTOR_KEYS.index(k) for s in config.budgets for k, _ in s.selector})
         self.project = itemgetter(*used) if used else None
-        self.all_named = [i for i in self.named if not i.spec.selector]
+        # budgets with no selector match every event (a billing_source budget matches none)
+        self.all_named = [i for i in self.named if i.spec.matches((None, None, None, None))]
         self.routes: dict = {}
         self.next_roll = self._min_end()
 
@@ -591,6 +592,23 @@ class BudgetBook:
                     limit_usd=limit, utilization_ratio=round(spend / limit, 6),
                     period_start=_iso(start), period_end=_iso(end))
 
+    def set_external_spend(self, name: str, period: str, period_start: float, spend_usd: float) -> bool:
+        """Set the spend of a budget fed from outside the ledger (``billing_source``): its
+        current period must start at ``period_start``. ``tick`` logs the thresholds it crosses.
+        False if no such budget is in that period (the value is then for another period)."""
+        now = self._clock()
+        with self._lock:
+            st = self._st
+            st.roll(now)
+            for i in st.named:
+                if i.spec.name == name and i.spec.period == period and i.track.start == period_start:
+                    i.spend = float(spend_usd)
+                    if i.spend >= i.alert_at:
+                        i.alert_at = math.inf
+                        st.pending.append(i)
+                    return True
+        return False
+
     # -- persistence -------------------------------------------------------------------
 
     def state(self) -> dict:
@@ -614,6 +632,19 @@ class BudgetBook:
     def restore(self, sums: SumsFn) -> None:
         """Recompute every budget's current-period spend from the ledger (no saved state)."""
         self.load_state(None, sums)
+
+    def set_external_spend(self, name: str, period: str, period_start: float, spend_usd: float) -> bool:
+        """Set the spend of a budget fed from outside the ledger (``billing_source``): its
+        current period must start at ``period_start``. ``tick`` logs the thresholds it crosses.
+        False if no such budget is in that period (the value is then for another period)."""
+        now = self._clock()
+        with self._lock:
+            self._roll_locked(now)
+            for i in self._instances:
+                if i.spec.name == name and i.spec.period == period and i.start == period_start:
+                    i.spend = float(spend_usd)
+                    return True
+        return False
 
     # -- reading -------------------------------------------------------------------
 

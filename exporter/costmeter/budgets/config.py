@@ -46,7 +46,8 @@ MAX_ROUTES = 100_000             # distinct label keys cached before the cache i
 DECISION_LOG_INTERVAL = 60.0     # seconds between repeated deny/throttle lines for one budget+tenant
 
 TOP_KEYS = ("timezone", "thresholds", "global", "tenants", "tenant_defaults", "budgets")
-BUDGET_KEYS = ("name", "selector", "period", "limit_usd", "limits", "thresholds", "timezone")
+BUDGET_KEYS = ("name", "selector", "period", "limit_usd", "limits", "thresholds", "timezone",
+               "billing_source", "service")
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,14 @@ class BudgetSpec:
     thresholds: Thresholds
     timezone: str = "UTC"
     fixed: tuple[float, float] | None = None  # Unix seconds, for period "fixed"
+    billing_source: str | None = None         # spend comes from this billing source, not the ledger
+    billing_service: str | None = None        # ... only this service of it
 
     def matches(self, key: tuple) -> bool:
-        """key is (provider, model, tenant, endpoint); None never matches a selector value."""
+        """key is (provider, model, tenant, endpoint); None never matches a selector value.
+        A budget fed by a billing source matches no event: its spend is the bill."""
+        if self.billing_source is not None:
+            return False
         for label, value in self.selector:
             if key[SELECTOR_KEYS.index(label)] != value:
                 return False
@@ -85,6 +91,8 @@ class BudgetConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     timezone: str = "UTC"
     file: str | None = None
+    # (budget name, billing source, line) of every billing_source, checked against exporter.yaml
+    billing_refs: list[tuple[str, str, int | None]] = field(default_factory=list)
 
     def tenant_default_specs(self, tenant: str) -> list[BudgetSpec]:
         """The default budgets ``tenant:<name>`` for a tenant, one per default period the
@@ -301,7 +309,9 @@ def budgets_from_doc(doc: Doc, env: Mapping[str, str] | None = None) -> BudgetCo
             tenant_defaults[period] = env_vals[var]
 
     errs.raise_if_any()
-    return BudgetConfig(specs, tenant_defaults, defaults, tz, doc.file)
+    refs = [(s.name, s.billing_source, doc.line(seen[(s.name, s.period)][:-1] + ("billing_source",)))
+            for s in specs if s.billing_source]
+    return BudgetConfig(specs, tenant_defaults, defaults, tz, doc.file, refs)
 
 
 def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: _Errors):
@@ -321,6 +331,8 @@ def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: _Err
     thresholds = defaults
     if "thresholds" in m:
         thresholds = errs.run(_thresholds, doc, path + ("thresholds",), m["thresholds"], defaults) or defaults
+    if "billing_source" in m or "service" in m:
+        return _billing_budget(doc, path, m, name, thresholds)
 
     if "limits" in m:
         for k in ("period", "limit_usd"):
@@ -352,6 +364,29 @@ def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: _Err
         raise doc.error(path + ("period",), f"unknown period {period!r} (expected one of {', '.join(PERIODS)}, "
                                             "or {start: DATE, end: DATE})")
     return [(BudgetSpec(name, period, selector, limit, thresholds, btz, fixed), path + ("period",))]
+
+
+def _billing_budget(doc: Doc, path, m: dict, name: str, thresholds: Thresholds):
+    """A budget whose spend is a billing source's month-to-date bill (UTC months)."""
+    if "billing_source" not in m:
+        raise doc.error(path + ("service",), "service: only applies with billing_source: NAME")
+    source = loader.expect_str(doc, path + ("billing_source",), m["billing_source"])
+    service = loader.expect_str(doc, path + ("service",), m["service"]) if "service" in m else None
+    if "selector" in m:
+        raise doc.error(path + ("selector",), "a budget with billing_source takes the bill of that source, not "
+                                              "events: remove selector (use service: to narrow it)")
+    if "timezone" in m and m["timezone"] != "UTC":
+        raise doc.error(path + ("timezone",), "billing months are UTC: remove timezone or set it to UTC")
+    if "limits" in m:
+        raise doc.error(path + ("limits",), "a budget with billing_source has one monthly limit: "
+                                            "use period: monthly and limit_usd")
+    if m.get("period") != "monthly":
+        raise doc.error(path + ("period",) if "period" in m else path,
+                        "a budget with billing_source needs period: monthly (bills are monthly)")
+    if "limit_usd" not in m:
+        raise doc.error(path, f"budget {name!r} needs 'limit_usd'")
+    limit = _limit(doc, path + ("limit_usd",), m["limit_usd"])
+    return [(BudgetSpec(name, "monthly", (), limit, thresholds, "UTC", None, source, service), path + ("period",))]
 
 
 def loads_budgets(text: str, file: str | None = "budgets.yaml", env: Mapping[str, str] | None = None) -> BudgetConfig:

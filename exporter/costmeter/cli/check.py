@@ -27,6 +27,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from costmeter.budgets.config import load_budgets
+    from costmeter.config.billing import unknown_sources
     from costmeter.config.settings import load_settings
     from costmeter.pricing import PricingTable
 
@@ -53,7 +54,12 @@ def run(args) -> int:
         budgets = settings.budgets_file or budgets
         pricing = settings.pricing_file or pricing
         web = settings.web_config_file or web
-    attempt(_shown(budgets) or "budgets from the environment", lambda: load_budgets(budgets))
+    def budgets_and_sources():
+        cfg = load_budgets(budgets)
+        errs = unknown_sources(cfg.billing_refs, cfg.file, settings.billing if settings else None)
+        if errs:
+            raise ConfigErrors(errs)
+    attempt(_shown(budgets) or "budgets from the environment", budgets_and_sources)
     attempt(_shown(pricing) or "built-in pricing table", lambda: PricingTable.load(pricing))
     if web:
         from costmeter.server.webconfig import load_web_config

@@ -6,11 +6,11 @@ import logging
 import sys
 
 from costmeter import __version__
-from costmeter.cli import check, demo, serve
+from costmeter.cli import anomalies, check, demo, forecast, pricing, recommend, report, roi, serve
 from costmeter.cli.common import LOG_LEVELS
 
 # Each module has register(subparsers); the order is the order in --help.
-COMMANDS = [serve, check, demo]
+COMMANDS = [serve, check, report, anomalies, forecast, recommend, roi, demo, pricing]
 
 
 def build_parser() -> argparse.ArgumentParser:

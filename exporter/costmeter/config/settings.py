@@ -23,6 +23,7 @@ relative to the file's directory.
     cardinality:
       max_values: {provider: 50, model: 500, tenant: 2000, endpoint: 500}
     resources: {...}                    # see config/resources.py
+    billing: {...}                      # see config/billing.py
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from costmeter.config import loader
+from costmeter.config.billing import BillingConfig
 from costmeter.config.loader import ConfigError, Doc
 from costmeter.config.resources import ResourcesConfig
 
@@ -63,6 +65,7 @@ class Settings:
     max_events_per_request: int = 100_000
     cardinality: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     resources: Any = None          # ResourcesConfig
+    billing: Any = None            # BillingConfig
 
     @property
     def governance_path(self) -> str:
@@ -92,7 +95,7 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
 
     env = os.environ if env is None else env
     s = Settings(state_dir=default_state_dir(env))
-    resources_value, doc = None, None
+    resources_value, billing_value, doc = None, None, None
     if config_file:
         doc = loader.load(config_file)
         s.config_file = config_file
@@ -102,7 +105,8 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
             return p if os.path.isabs(p) else os.path.join(base, p)
 
         top = loader.expect_mapping(doc, (), doc.data, (
-            "web", "storage", "budgets_file", "pricing_file", "governance_log", "ingest", "cardinality", "resources"))
+            "web", "storage", "budgets_file", "pricing_file", "governance_log", "ingest", "cardinality", "resources",
+            "billing"))
         web = loader.expect_mapping(doc, ("web",), top.get("web"), ("listen_address", "config_file", "max_body_bytes"))
         if "listen_address" in web:
             s.listen_address = loader.expect_str(doc, ("web", "listen_address"), web["listen_address"])
@@ -146,8 +150,9 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
         mv = loader.expect_mapping(doc, ("cardinality", "max_values"), card.get("max_values"), tuple(DEFAULT_LIMITS))
         for label, n in mv.items():
             s.cardinality[label] = int(loader.expect_number(doc, ("cardinality", "max_values", label), n, minimum=1))
-        resources_value = top.get("resources")
+        resources_value, billing_value = top.get("resources"), top.get("billing")
     s.resources = ResourcesConfig.from_yaml(doc or Doc(config_file, {}), ("resources",), resources_value)
+    s.billing = BillingConfig.from_yaml(doc or Doc(config_file, {}), ("billing",), billing_value)
 
     if env.get("COSTMETER_INGEST_TOKENS"):
         s.bearer_tokens = tuple(t.strip() for t in env["COSTMETER_INGEST_TOKENS"].split(",") if t.strip())

@@ -9,7 +9,7 @@ YAML schema is documented at the top of that file. In short::
       openai:
         batch_discount: 0.5         # fraction taken off when an event has batch: true
         models:
-          gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60}
+          gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60, source: "https://..."}
           o3:
             prices:                 # several prices, each in force from its date
               - {input: 10.0, cached_input: 2.50, output: 40.0}   # the first may omit its date
@@ -19,20 +19,27 @@ YAML schema is documented at the top of that file. In short::
           claude-sonnet-4-5:
             input: 3.0
             ...
+            cache_write: 3.75               # 5-minute cache writes
+            cache_write_1h: 6.0             # 1-hour cache writes
             long_context: {above: 200000, input: 6.0, output: 22.50}
 
-How a model name finds its price (:meth:`PricingTable.resolve`), first hit
-wins: the name itself or an explicit alias; then the name with a date or
-version suffix stripped (``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``,
-``claude-3-5-sonnet-20241022`` -> ``claude-3-5-sonnet``); then glob
-``patterns`` and ``regex`` entries, where the one with the most literal
-characters wins (so ``gpt-4o-mini*`` beats ``gpt-4o*``). Lookups ignore case.
+How a model name finds its price (:meth:`PricingTable.explain`; the rules are
+in docs/pricing.md), first hit wins: the name itself or an explicit alias; a
+gateway prefix naming a provider (``gemini/gemini-2.5-pro``) prices the rest
+of the name with that provider; ``models/`` and Bedrock's
+``[region.]anthropic.`` are removed; then a dated snapshot suffix
+(``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``, ``-20241022``, ``-v2:0``);
+then glob ``patterns`` and ``regex`` entries, where the one with the most
+literal characters wins. ``provider_aliases`` price one provider name as
+another (``vertex_ai`` as ``google``). Nothing else is guessed: a name that
+matches nothing is unpriced. Lookups ignore case.
 
 :meth:`PricingTable.cost` is on the ingest hot path: resolution is cached per
 (provider, model) string pair, and a repeated call is a dict lookup plus
-five multiplications.
+six multiplications.
 
-Modules: ``file`` (pricing.yaml parsed and validated), ``table`` (PricingTable, ModelPrice).
+Modules: ``file`` (pricing.yaml parsed and validated), ``table`` (PricingTable, ModelPrice),
+``show`` (what ``costmeter pricing show`` prints), ``litellm`` (LiteLLM's price file as pricing.yaml).
 Imports only :mod:`costmeter.config`.
 """
 from costmeter.pricing.table import RATE_KEYS, ModelPrice, PricingTable, default_pricing_path

@@ -18,10 +18,10 @@ from costmeter.config.loader import ConfigError, ConfigErrors, Doc
 __all__ = ["RATE_KEYS", "default_pricing_path"]
 
 # Token types, as in events.TOKEN_TYPES and the token_type label.
-RATE_KEYS = ("input", "cached_input", "cache_write", "output", "reasoning")
-_TOP_KEYS = ("include_defaults", "providers")
-_PROVIDER_KEYS = ("batch_discount", "models")
-_MODEL_META_KEYS = ("prices", "aliases", "patterns", "regex", "batch_discount")
+RATE_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning")
+_TOP_KEYS = ("include_defaults", "provider_aliases", "providers")
+_PROVIDER_KEYS = ("batch_discount", "batch_undiscounted", "models")
+_MODEL_META_KEYS = ("prices", "aliases", "patterns", "regex", "batch_discount", "batch_undiscounted", "source")
 _ENTRY_KEYS = RATE_KEYS + ("effective_from", "long_context")
 _TIER_KEYS = RATE_KEYS + ("above",)
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -43,12 +43,15 @@ class _ModelSpec:
     batch_discount: float | None
     file: str | None
     line: int | None
+    batch_undiscounted: tuple[str, ...] | None = None
+    source: str | None = None
 
 
 @dataclass
 class _ProviderSpec:
     batch_discount: float | None = None
     models: dict[str, _ModelSpec] = field(default_factory=dict)
+    batch_undiscounted: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -56,6 +59,8 @@ class _Layer:
     file: str | None
     include_defaults: bool
     providers: dict[str, _ProviderSpec]
+    # alias -> (providers it is priced as, in order; line)
+    provider_aliases: dict[str, tuple[tuple[str, ...], int | None]] = field(default_factory=dict)
 
 
 def _parse_date(doc: Doc, path: tuple, value: Any) -> float:
@@ -100,6 +105,22 @@ def _rates(doc: Doc, path: tuple, m: dict, allowed: tuple, errors: list) -> dict
             except ConfigError as e:
                 errors.append(e)
     return out
+
+
+def _undiscounted(doc: Doc, path: tuple, value: Any, errors: list) -> tuple[str, ...] | None:
+    """``batch_undiscounted``: token types the batch discount does not apply to."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        errors.append(doc.error(path, f"must be a list of token types, got {type(value).__name__}"))
+        return None
+    out = []
+    for i, v in enumerate(value):
+        if v not in RATE_KEYS:
+            errors.append(doc.error(path + (i,), f"{v!r} is not a token type ({', '.join(RATE_KEYS)})"))
+        else:
+            out.append(v)
+    return tuple(out)
 
 
 def _literal_chars(pattern: str, glob: bool) -> int:
@@ -215,7 +236,14 @@ def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _Mod
             bd = loader.expect_number(doc, path + ("batch_discount",), m["batch_discount"], minimum=0, maximum=1)
         except ConfigError as e:
             errors.append(e)
-    return _ModelSpec(name, entries, aliases, pats, bd, doc.file, doc.line(path))
+    bu = None
+    if "batch_undiscounted" in m:
+        bu = _undiscounted(doc, path + ("batch_undiscounted",), m["batch_undiscounted"], errors)
+    src = m.get("source")
+    if src is not None and not isinstance(src, str):
+        errors.append(doc.error(path + ("source",), f"must be a string (where the price comes from), got {src!r}"))
+        src = None
+    return _ModelSpec(name, entries, aliases, pats, bd, doc.file, doc.line(path), bu, src)
 
 
 def _read(text: str | None, file: str | None) -> Doc:
@@ -253,6 +281,9 @@ def _parse(doc: Doc) -> _Layer:
             errors.append(e)
             continue
         spec = _ProviderSpec()
+        if "batch_undiscounted" in pval:
+            spec.batch_undiscounted = _undiscounted(doc, ppath + ("batch_undiscounted",), pval["batch_undiscounted"],
+                                                    errors)
         if "batch_discount" in pval:
             try:
                 spec.batch_discount = loader.expect_number(doc, ppath + ("batch_discount",), pval["batch_discount"],
@@ -289,11 +320,32 @@ def _parse(doc: Doc) -> _Layer:
                 errors.append(ConfigError(doc.file, line, loader.key_name(ppath + ("models", mkey, "aliases")),
                                           f"alias {alias!r} is the name of another model"))
         providers[pname] = spec
+    paliases: dict[str, tuple[tuple[str, ...], int | None]] = {}
+    if "provider_aliases" in top:
+        try:
+            amap = loader.expect_mapping(doc, ("provider_aliases",), top["provider_aliases"])
+        except ConfigError as e:
+            errors.append(e)
+            amap = {}
+        for a, target in amap.items():
+            apath = ("provider_aliases", a)
+            if not isinstance(a, str) or not _PROVIDER_RE.match(a):
+                errors.append(doc.error(apath, "provider names are lower-case letters, digits and _ (e.g. vertex_ai)"))
+                continue
+            targets = [target] if isinstance(target, str) else target
+            if (not isinstance(targets, list) or not targets
+                    or not all(isinstance(t, str) and _PROVIDER_RE.match(t) for t in targets)):
+                errors.append(doc.error(apath, f"must name a provider or a list of providers (e.g. google), "
+                                               f"got {target!r}"))
+            elif a in targets:
+                errors.append(doc.error(apath, "a provider cannot be an alias of itself"))
+            else:
+                paliases[a] = (tuple(targets), doc.line(apath))
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise ConfigErrors(errors)
-    return _Layer(doc.file, inc, providers)
+    return _Layer(doc.file, inc, providers, paliases)
 
 
 _default_layer: _Layer | None = None

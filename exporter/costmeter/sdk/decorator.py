@@ -288,7 +288,7 @@ class TrackedBlock:
 
     def record(self, response: Any = None, *, model: str | None = None, input_tokens: int = 0,
                cached_input_tokens: int = 0, cache_write_tokens: int = 0, output_tokens: int = 0,
-               reasoning_tokens: int = 0):
+               reasoning_tokens: int = 0, cache_write_1h_tokens: int = 0):
         """Add a response's usage (or explicit disjoint token counts) to this call; returns the
         response, wrapped if it is a stream (the call is then recorded when the stream ends)."""
         if response is not None:
@@ -306,14 +306,16 @@ class TrackedBlock:
                 self.provider = _provider_of(type(response))
         if model:
             self.model = model
-        if input_tokens or cached_input_tokens or cache_write_tokens or output_tokens or reasoning_tokens:
-            self._add((input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens))
+        if input_tokens or cached_input_tokens or cache_write_tokens or cache_write_1h_tokens or output_tokens \
+                or reasoning_tokens:
+            self._add((input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
+                       reasoning_tokens))
         return response
 
     def _add(self, tk) -> None:
         if self.tokens is None:
-            self.tokens = [0, 0, 0, 0, 0]
-        for i in range(5):
+            self.tokens = [0, 0, 0, 0, 0, 0]
+        for i in range(6):
             self.tokens[i] += tk[i]
 
     def _stream_done(self, model, tokens, error) -> None:

@@ -61,7 +61,7 @@ class AppMetrics:
         self.calls = Counter("cost_provider_api_calls_total", "Calls made to a provider.", pmt, registry=registry)
         self.errors = Counter("cost_provider_api_errors_total", "Calls to a provider that failed.", pmt, registry=registry)
         self.tokens = Counter("cost_provider_tokens_total",
-                              "Tokens by type; the types are disjoint (input excludes cached_input and cache_write, "
+                              "Tokens by type; the types are disjoint (input excludes cached_input and cache writes, "
                               "output excludes reasoning), so their sum is the billable token count.",
                               pmt + ("token_type",), registry=registry)
         self.duration = Histogram("cost_request_duration_seconds", "Latency of instrumented calls.",
@@ -325,8 +325,10 @@ class CostTracker:
         """USD for these disjoint tokens (None: the model has no price)."""
         if not self._ready:
             self._ensure()
-        i, c, w, o, r = tokens
-        return self._pricing.cost(provider, model, i, c, w, o, r, batch=batch)
+        if len(tokens) == 5:
+            tokens = _six(tokens)
+        i, c, w, w1h, o, r = tokens
+        return self._pricing.cost(provider, model, i, c, w, o, r, batch=batch, cache_write_1h_tokens=w1h)
 
     def record(self, provider: str, model: str | None = None, tenant: str | None = None, endpoint: str | None = None,
                tokens: tuple | None = None, duration: float | None = None, error: bool = False, *,
@@ -335,8 +337,9 @@ class CostTracker:
                pend=None) -> float | None:
         """Record one finished call; returns its USD cost (None if unpriced).
 
-        ``tokens`` are the five disjoint counts (input, cached_input, cache_write, output,
-        reasoning). ``cost_usd`` wins over the price of the tokens; ``priced=True`` says that
+        ``tokens`` are the six disjoint counts (input, cached_input, cache_write,
+        cache_write_1h, output, reasoning); the five counts of earlier versions (no
+        cache_write_1h) are still accepted. ``cost_usd`` wins over the price of the tokens; ``priced=True`` says that
         ``cost_usd`` (even None) is already the price. ``cache_hit`` None: no cache was asked;
         False: a miss (the call went to the provider); True: answered from a cache, with
         ``saved_cost_usd`` the cost avoided.
@@ -347,13 +350,15 @@ class CostTracker:
         tenant = tenant or DEFAULT_TENANT
         endpoint = endpoint or DEFAULT_ENDPOINT
         if tokens is None:
-            tokens = (0, 0, 0, 0, 0)
+            tokens = (0, 0, 0, 0, 0, 0)
+        elif len(tokens) == 5:
+            tokens = _six(tokens)
         if cost_usd is None and not priced:
             if cache_hit:
                 cost_usd = 0.0
             else:
-                i, c, w, o, r = tokens
-                cost_usd = self._pricing.cost(provider, model, i, c, w, o, r, batch=batch)
+                i, c, w, w1h, o, r = tokens
+                cost_usd = self._pricing.cost(provider, model, i, c, w, o, r, batch=batch, cache_write_1h_tokens=w1h)
         m = self._metrics
         if m is not None:
             key = (provider, model, tenant, endpoint)
@@ -367,17 +372,19 @@ class CostTracker:
                 if error:
                     s.errors.inc(1)
                 tc = s.tokens
-                i, c, w, o, r = tokens
+                i, c, w, w1h, o, r = tokens
                 if i:
                     tc[0].inc(i)
                 if c:
                     tc[1].inc(c)
                 if w:
                     tc[2].inc(w)
+                if w1h:
+                    tc[3].inc(w1h)
                 if o:
-                    tc[3].inc(o)
+                    tc[4].inc(o)
                 if r:
-                    tc[4].inc(r)
+                    tc[5].inc(r)
             if s.fast:
                 if cost_usd is None:
                     m.unpriced.labels(*s.pm).inc()
@@ -479,14 +486,20 @@ class CostTracker:
 
     def record_tokens(self, provider: str, model: str, input_tokens: int, output_tokens: int, *,
                       cached_input_tokens: int = 0, cache_write_tokens: int = 0, reasoning_tokens: int = 0,
-                      tenant: str = DEFAULT_TENANT) -> None:
+                      cache_write_1h_tokens: int = 0, tenant: str = DEFAULT_TENANT) -> None:
         """Add tokens to ``cost_provider_tokens_total`` by type (counts are disjoint)."""
         m = self._legacy_metrics()
         if m is not None:
             for tt, n in zip(TOKEN_TYPES, (input_tokens, cached_input_tokens, cache_write_tokens,
-                                          output_tokens, reasoning_tokens)):
+                                          cache_write_1h_tokens, output_tokens, reasoning_tokens)):
                 if n:
                     m.tokens.labels(provider, model, tenant, tt).inc(n)
+
+
+def _six(tokens: tuple) -> tuple:
+    """Five counts (input, cached_input, cache_write, output, reasoning) as the six of today."""
+    i, c, w, o, r = tokens
+    return (i, c, w, 0, o, r)
 
 
 def _default_registry():

@@ -1,9 +1,9 @@
 """Token usage from provider responses, by duck typing (no provider imports).
 
-Every extractor returns the five disjoint token counts of ``cost_provider_tokens_total``, in the
+Every extractor returns the six disjoint token counts of ``cost_provider_tokens_total``, in the
 order of :data:`costmeter.events.TOKEN_FIELDS`::
 
-    (input, cached_input, cache_write, output, reasoning)
+    (input, cached_input, cache_write, cache_write_1h, output, reasoning)
 
 Provider conventions differ, and the mapping makes them disjoint so that the
 sum is the billable count, with nothing counted twice or dropped:
@@ -19,6 +19,14 @@ sum is the billable count, with nothing counted twice or dropped:
   ``input_tokens`` EXCLUDES ``cache_read_input_tokens`` and
   ``cache_creation_input_tokens``, which are taken as they are;
   ``output_tokens`` includes ``output_tokens_details.thinking_tokens``.
+  ``usage.cache_creation`` splits the cache writes by lifetime
+  (``ephemeral_5m_input_tokens``, ``ephemeral_1h_input_tokens``, billed at
+  1.25x and 2x input): when it is there, cache_write is the 5-minute part and
+  cache_write_1h the 1-hour part; without it, every cache write is a
+  5-minute one (the default TTL).
+* OpenAI-compatible APIs that report cache hits as
+  ``prompt_cache_hit_tokens`` (DeepSeek) instead of
+  ``prompt_tokens_details.cached_tokens``: the hits are cached_input.
 
 Objects (pydantic models of openai / anthropic) and plain dicts of the same
 shape are both accepted.
@@ -27,8 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
-Tokens = tuple  # (input, cached_input, cache_write, output, reasoning)
-ZERO: Tokens = (0, 0, 0, 0, 0)
+Tokens = tuple  # (input, cached_input, cache_write, cache_write_1h, output, reasoning)
+ZERO: Tokens = (0, 0, 0, 0, 0, 0)
 
 
 # Per class: is it a pydantic model (openai and anthropic types are)? Their fields live in the
@@ -85,11 +93,11 @@ def tokens_from_usage(u: Any) -> Tokens | None:
     pt = u.get("prompt_tokens")
     if pt is not None:                                   # OpenAI chat completions, embeddings
         d = _m(u.get("prompt_tokens_details"))
-        cached = _int(d.get("cached_tokens"))
+        cached = _int(d.get("cached_tokens")) or _int(u.get("prompt_cache_hit_tokens"))
         cwrite = _int(d.get("cache_write_tokens"))
         ct = _int(u.get("completion_tokens"))
         r = min(_int(_m(u.get("completion_tokens_details")).get("reasoning_tokens")), ct)
-        return (max(_int(pt) - cached - cwrite, 0), cached, cwrite, ct - r, r)
+        return (max(_int(pt) - cached - cwrite, 0), cached, cwrite, 0, ct - r, r)
     it = u.get("input_tokens")
     ot = u.get("output_tokens")
     if it is None and ot is None:
@@ -103,13 +111,21 @@ def tokens_from_usage(u: Any) -> Tokens | None:
         cwrite = _int(idet.get("cache_write_tokens"))
         inp = max(it - cached - cwrite, 0)
         r = _int(od.get("reasoning_tokens"))
+        cw1h = 0
     else:                                                 # Anthropic: input excludes cache reads/writes
         cached = _int(u.get("cache_read_input_tokens"))
         cwrite = _int(u.get("cache_creation_input_tokens"))
+        cw1h = 0
+        split = u.get("cache_creation")
+        if split is not None:                             # by TTL: 5-minute and 1-hour writes
+            split = _m(split)
+            w5, w1h = split.get("ephemeral_5m_input_tokens"), split.get("ephemeral_1h_input_tokens")
+            if w5 is not None or w1h is not None:
+                cwrite, cw1h = _int(w5), _int(w1h)
         inp = it
         r = _int(od.get("thinking_tokens")) or _int(od.get("reasoning_tokens"))
     r = min(r, ot)
-    return (inp, cached, cwrite, ot - r, r)
+    return (inp, cached, cwrite, cw1h, ot - r, r)
 
 
 def extract(resp: Any) -> tuple[str | None, Tokens | None]:
@@ -191,6 +207,9 @@ class StreamUsage:
             v = _get(u, f)
             if v is not None:
                 a[f] = v
+        cc = _get(u, "cache_creation")
+        if cc is not None:
+            a["cache_creation"] = {k: _get(cc, k) for k in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")}
         od = _get(u, "output_tokens_details")
         if od is not None:
             a["output_tokens_details"] = {"thinking_tokens": _get(od, "thinking_tokens")}

@@ -8,6 +8,7 @@
 ``exposition``  Prometheus text format 0.0.4, written directly
 ``cardinality`` at most N values per label, the rest folded into __overflow__
 ``webconfig``   TLS and basic auth from web-config.yml (exporter-toolkit format)
+``billing``     billing pulls in the exporter: estimate-to-billed ratios, bill-fed budgets, metrics
 
 May import config, pricing, budgets, collectors and events; never the SDK or the CLI.
 """

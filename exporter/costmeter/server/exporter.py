@@ -26,8 +26,12 @@ from costmeter.server.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROV
                      Ledger)
 from costmeter.pricing import PricingTable
 from costmeter.collectors.resources import ResourceSampler
+from costmeter.config.billing import BillingConfig, unknown_sources
+from costmeter.config.loader import ConfigErrors
+from costmeter.server.billing import BillingLink
 from costmeter.config.settings import Settings, load_settings
 from costmeter.server.http import serve
+from costmeter.server import costs
 from costmeter.server.store import Store
 
 log = logging.getLogger("costmeter")
@@ -56,12 +60,19 @@ def _reason(err: EventError) -> str:
     return "invalid_field"
 
 
+def _check_billing_refs(budget_config, billing) -> None:
+    errors = unknown_sources(budget_config.billing_refs, budget_config.file, billing)
+    if errors:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+
+
 class Exporter:
     def __init__(self, settings: Settings | None = None):
         self.settings = s = settings or load_settings()
         # Load and validate everything before touching the state directory.
         self.pricing = PricingTable.load(s.pricing_file)
         self.budget_config = load_budgets(s.budgets_file)
+        _check_billing_refs(self.budget_config, s.billing)
         self.web = None
         if s.web_config_file:
             from costmeter.server.webconfig import load_web_config
@@ -71,10 +82,12 @@ class Exporter:
         self.governance: GovernanceLog | None = None
         self.budgets: BudgetBook | None = None
         self.resources = ResourceSampler(s.resources)
+        self.billing = BillingLink(s.billing or BillingConfig(), lambda: self.ledger.sums if self.ledger else None,
+                                   lambda: self.budgets)
         self.health = {"accepted": 0.0, "duplicates": 0.0, "rejected": {r: 0.0 for r in REJECT_REASONS}}
         self.applied_seq = 0
         self.snapshot_seq = -1
-        self._saved: tuple | None = None      # (health, resources) of the last snapshot written
+        self._saved: tuple | None = None      # (health, resources, billing) of the last snapshot written
         self.ready = False
         self.reload_ok, self.reload_time = True, time.time()
         self._unpriced_logged: set[tuple[str, str]] = set()
@@ -99,6 +112,7 @@ class Exporter:
             raise
         self.resources.sample()
         self._spawn(self._housekeeping, "costmeter-housekeeping")
+        self.billing.scheduler.start()
         if self.http is not None:
             self._spawn(self.http.serve_forever, "costmeter-http")
         self.ready = True
@@ -115,6 +129,7 @@ class Exporter:
             self.store.restore(state["store"])
             self.health.update(state.get("health", {}))
             self.resources.restore(state.get("resources", {}))
+            self.billing.scheduler.restore(state.get("billing", {}))
         # Budgets: the spend saved with the snapshot (as of ``seq``); only a period the
         # snapshot lacks (new budget period or timezone, older snapshot) reads the ledger.
         upto = seq
@@ -131,6 +146,7 @@ class Exporter:
         # accepted events are in the ledger, so this counter is exact after a crash;
         # duplicates and rejections since the last snapshot are not (they leave no row)
         self.health["accepted"] += replayed
+        self.billing.push_budgets()
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
 
     def _spawn(self, target, name: str) -> None:
@@ -140,6 +156,7 @@ class Exporter:
 
     def stop(self) -> None:
         self._stop.set()
+        self.billing.scheduler.stop()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -179,6 +196,7 @@ class Exporter:
         try:
             pricing = PricingTable.load(s.pricing_file)
             budget_config = load_budgets(s.budgets_file)
+            _check_billing_refs(budget_config, s.billing)
             web = None
             if s.web_config_file:
                 from costmeter.server.webconfig import load_web_config
@@ -195,6 +213,7 @@ class Exporter:
                 seq = self.applied_seq
             self.budgets.finish_reconfigure(rc, lambda start, end: self.ledger.sums(start, end, max_seq=seq))
             self.pricing, self.budget_config = pricing, budget_config
+            self.billing.push_budgets()
             if web is not None:
                 self.web = web
                 if self.http is not None and web.tls_enabled:
@@ -268,6 +287,7 @@ class Exporter:
             now = time.monotonic()
             try:
                 self.budgets.tick()      # rolls and queued threshold crossings only: cheap, no ledger
+                costs.for_ledger(self.ledger.path).catch_up(limit=costs.CHUNK)   # GET /v1/costs rollup
                 if now >= next_sample:
                     self.resources.sample()
                     next_sample = now + interval
@@ -275,7 +295,8 @@ class Exporter:
                     self.snapshot()
                     next_snapshot = now + s.snapshot_interval_seconds
                 if now >= next_prune:
-                    n = self.ledger.prune(time.time() - s.retention_days * 86400, self.snapshot_seq)
+                    n = self.ledger.prune(time.time() - s.retention_days * 86400,
+                                          min(self.snapshot_seq, costs.for_ledger(self.ledger.path).mark()))
                     if n:
                         log.info("pruned %d events older than %g days", n, s.retention_days)
                     next_prune = now + 3600
@@ -289,12 +310,13 @@ class Exporter:
             seq = self.applied_seq
             health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
                       "rejected": dict(self.health["rejected"])}
-            if seq == self.snapshot_seq and (health, resources) == self._saved:
+            billing = self.billing.scheduler.state()
+            if seq == self.snapshot_seq and (health, resources, billing) == self._saved:
                 return                  # an idle exporter writes nothing
             state = {"store": self.store.state(), "health": health, "resources": resources,
-                     "budgets": self.budgets.state()}
+                     "billing": billing, "budgets": self.budgets.state()}
         self.ledger.save_snapshot(SNAPSHOT, seq, state)
-        self.snapshot_seq, self._saved = seq, (health, resources)
+        self.snapshot_seq, self._saved = seq, (health, resources, billing)
 
     # ---- scrape ----------------------------------------------------------------------
     def render_metrics(self) -> bytes:
@@ -308,6 +330,7 @@ class Exporter:
         self.store.render_view(view, out)
         out.append(self._budget_families())
         out.append(self._resource_families())
+        out.append(self.billing.render())
         out.append(gauge_family("costmeter_build_info", "costmeter version; always 1.", ("version",),
                                 [((__version__,), 1.0)]))
         out.append(gauge_family("costmeter_ingest_events_total", "Usage events accepted and durably recorded.",

@@ -7,6 +7,7 @@ the HTTP module, never the other way round).
     GET  /-/healthy, /-/ready  liveness and readiness
     POST /v1/events            JSON array or NDJSON of usage events
     GET  /v1/budgets[/{name}]  budget status as JSON
+    GET  /v1/costs             grouped spend from the ledger (server/costs.py)
     POST /-/reload             re-read budgets, pricing and web config (as SIGHUP does)
 
 Auth: when web-config.yml sets ``basic_auth_users`` every endpoint needs
@@ -28,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from costmeter.server.exposition import CONTENT_TYPE
 from costmeter.server.decode import BodyError, decode
+from costmeter.server.costs import answer as costs_answer
 from costmeter.config.settings import parse_listen_address
 from costmeter.config.loader import ConfigError, ConfigErrors
 
@@ -170,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
             if not periods:
                 return self._error(404, f"no budget named {name!r}; GET /v1/budgets lists them")
             return self._json(200, {"name": name, "periods": [b.to_dict() for b in periods]})
+        if path == "/v1/costs":
+            return self._json(*costs_answer(exp, urlsplit(self.path).query))
         if path == "/":
             return self._send(200, landing_page(exp).encode(), "text/html; charset=utf-8")
         if path == "/v1/events":

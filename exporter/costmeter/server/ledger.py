@@ -20,7 +20,11 @@ Schema (``seq`` is the replay order)::
            tenant, endpoint, input, cached_input, cache_write, output,
            reasoning, cost REAL NULL (NULL = no price), cost_given INTEGER,
            duration REAL NULL, error INTEGER, cache_hit INTEGER NULL,
-           saved REAL, batch INTEGER, received REAL)
+           saved REAL, batch INTEGER, received REAL, cache_write_1h)
+
+``cache_write_1h`` (1-hour cache writes) came later: a ledger without it gets
+the column (0 for the rows already there) when it is opened. Columns are
+always named in queries, so their order in the table does not matter.
 """
 from __future__ import annotations
 
@@ -36,11 +40,11 @@ SCHEMA_VERSION = 1
 
 # Column order of a ledger row, as written and as replayed.
 COLUMNS = ("id", "ts", "provider", "model", "tenant", "endpoint",
-           "input", "cached_input", "cache_write", "output", "reasoning",
+           "input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning",
            "cost", "cost_given", "duration", "error", "cache_hit", "saved", "batch", "received")
 ROW_ID, ROW_TS, ROW_PROVIDER, ROW_MODEL, ROW_TENANT, ROW_ENDPOINT = range(6)
-ROW_TOKENS = slice(6, 11)
-ROW_COST, ROW_COST_GIVEN, ROW_DURATION, ROW_ERROR, ROW_CACHE_HIT, ROW_SAVED, ROW_BATCH = range(11, 18)
+ROW_TOKENS = slice(6, 12)           # events.TOKEN_TYPES order
+ROW_COST, ROW_COST_GIVEN, ROW_DURATION, ROW_ERROR, ROW_CACHE_HIT, ROW_SAVED, ROW_BATCH = range(12, 19)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -51,7 +55,8 @@ CREATE TABLE IF NOT EXISTS events(
     input INTEGER NOT NULL, cached_input INTEGER NOT NULL, cache_write INTEGER NOT NULL,
     output INTEGER NOT NULL, reasoning INTEGER NOT NULL,
     cost REAL, cost_given INTEGER NOT NULL, duration REAL, error INTEGER NOT NULL,
-    cache_hit INTEGER, saved REAL NOT NULL, batch INTEGER NOT NULL, received REAL NOT NULL);
+    cache_hit INTEGER, saved REAL NOT NULL, batch INTEGER NOT NULL, received REAL NOT NULL,
+    cache_write_1h INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
 """
@@ -60,6 +65,13 @@ _INSERT = f"INSERT INTO events({','.join(COLUMNS)}) VALUES ({','.join('?' * len(
 
 class LedgerError(RuntimeError):
     pass
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a ledger written by an older costmeter up to the current columns."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(events)")}
+    if "cache_write_1h" not in have:
+        db.execute("ALTER TABLE events ADD COLUMN cache_write_1h INTEGER NOT NULL DEFAULT 0")
 
 
 class _Pending:
@@ -91,6 +103,7 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
             row = self._db.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
         except sqlite3.DatabaseError as e:
             raise LedgerError(f"{self.path}: cannot open ledger: {e}") from None

@@ -148,7 +148,7 @@ class Store:
         self.errors = CounterFamily("cost_provider_api_errors_total", "Calls to a provider that failed.", pmt)
         self.tokens = CounterFamily(
             "cost_provider_tokens_total",
-            "Tokens by type; token types are disjoint (input excludes cached_input and cache_write, output "
+            "Tokens by type; token types are disjoint (input excludes cached_input and cache writes, output "
             "excludes reasoning), so their sum is the billable token count.", pmt + ("token_type",))
         self.duration = HistogramFamily("cost_request_duration_seconds", "Latency of instrumented calls.",
                                         ("provider", "model", "endpoint"), DURATION_BUCKETS)
@@ -200,7 +200,7 @@ class Store:
             if row[ROW_ERROR]:
                 r.errors[0] += 1
             tok = r.tokens
-            for i in range(5):
+            for i in range(len(TOKEN_TYPES)):
                 n = row[6 + i]
                 if n:
                     tok[i][0] += n

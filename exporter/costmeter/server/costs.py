@@ -1,0 +1,387 @@
+"""``GET /v1/costs``: grouped and filtered spend from the ledger, fast on a large ledger.
+
+Reads go through an hourly rollup kept in the ledger database beside the raw
+events::
+
+    costs_hourly(hour, provider, model, tenant, endpoint,      -- hour = floor(ts / 3600), UTC
+                 cost, calls, errors, unpriced, <token sums>,
+                 cache_hits, cache_lookups, saved, batch_calls)
+    meta('costs_hourly_seq')                                    -- last event seq folded in
+
+The rollup is maintained incrementally by the events' sequence number: every
+event with ``seq`` above the stored mark is folded in, in chunks, and the mark
+moves in the same transaction (so a crash never folds an event twice). The
+exporter's housekeeping catches up every second and every query catches up
+first; a query is then answered as
+
+* the whole hours inside ``[start, end)`` from the rollup (at most 24 x 30 x
+  distinct label sets rows for a 30-day report), plus
+* the partial hours at both edges from the raw events (``events_ts`` index), plus
+* any event with ``seq`` above the mark that lies in the whole hours (events
+  committed after the catch-up), all in one read transaction.
+
+Money is summed in whole nano-dollars (each event's cost rounded to 1e-9 USD),
+so the same ledger gives the same JSON whatever order its sums were folded in. Hours before the ledger's retention
+stay in the rollup when raw events are pruned (the exporter prunes only what the
+rollup has folded in).
+"""
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Mapping, Sequence
+from urllib.parse import parse_qs
+
+DIMENSIONS = ("provider", "model", "tenant", "endpoint")
+TIME_GROUPS = ("day", "hour")
+GROUPS = DIMENSIONS + TIME_GROUPS
+TOKEN_TYPES = ("input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning")
+PARAMETERS = ("start", "end", "group_by") + DIMENSIONS
+DEFAULT_DAYS = 30
+CHUNK = 200_000          # events folded per catch-up transaction
+_MARK = "costs_hourly_seq"
+_VERSION_KEY = "costs_hourly_version"
+ROLLUP_VERSION = "1"      # bump when the rollup's columns change: it is rebuilt from the events
+
+# Sums kept per hour and label set; a ledger without a token column (older schema) reads it as 0.
+_SUMS = ("events", "cost", "calls", "errors", "unpriced") + TOKEN_TYPES + ("cache_hits", "cache_lookups", "saved", "batch_calls")
+
+
+def _raw_exprs(columns: set[str]) -> list[str]:
+    # As in cost_provider_api_calls_total and cost_provider_tokens_total, a cache hit made no
+    # provider call: it counts as an event and a cache hit, not as a call, error or tokens.
+    tok = [f"total(CASE WHEN {_CALL} THEN {t} ELSE 0 END)" if t in columns else "0" for t in TOKEN_TYPES]
+    return (["count(*)", _NANO.format("cost"), f"total({_CALL})", f"total(error AND {_CALL})", "total(cost IS NULL)"]
+            + tok + ["total(cache_hit)", "count(cache_hit)", _NANO.format("saved"), "total(batch)"])
+
+
+_CALL = "coalesce(cache_hit, 0) = 0"
+
+
+# Money is summed as whole nano-dollars (each event rounded to 1e-9 USD): integer sums are
+# exact in any order, so the rollup and the raw events give the same answer to the last digit.
+_NANO = "coalesce(sum(CAST(round({} * 1e9) AS INTEGER)), 0)"
+_INT_SUMS = ("cost", "saved")
+
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS costs_hourly(
+    hour INTEGER NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, tenant TEXT NOT NULL,
+    endpoint TEXT NOT NULL, {', '.join(f"{s} {'INTEGER' if s in _INT_SUMS else 'REAL'} NOT NULL" for s in _SUMS)},
+    PRIMARY KEY (hour, provider, model, tenant, endpoint)) WITHOUT ROWID;
+"""
+
+
+class QueryError(ValueError):
+    """A bad query parameter; ``param`` names it (the 400 says which)."""
+
+    def __init__(self, param: str, message: str):
+        self.param, self.message = param, message
+        super().__init__(f"{param}: {message}")
+
+
+@dataclass(frozen=True)
+class CostQuery:
+    start: float
+    end: float
+    group_by: tuple[str, ...] = ()
+    filters: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_time(param: str, value: str) -> float:
+    """RFC 3339 or Unix seconds."""
+    v = value.strip()
+    try:
+        ts = float(v)
+    except ValueError:
+        try:
+            d = datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith(("Z", "z")) else v)
+        except ValueError:
+            raise QueryError(param, f"{value!r} is neither RFC 3339 (2026-11-20T00:00:00Z) nor Unix seconds") from None
+        if d.tzinfo is None:
+            raise QueryError(param, f"{value!r} has no UTC offset (add Z or +00:00)")
+        ts = d.timestamp()
+    if not math.isfinite(ts) or ts < 0 or ts > 1e11:
+        raise QueryError(param, f"{value!r} is not a time in Unix seconds")
+    return ts
+
+
+def parse_group_by(value: str, param: str = "group_by") -> tuple[str, ...]:
+    items = tuple(s.strip() for s in value.split(",") if s.strip())
+    for g in items:
+        if g not in GROUPS:
+            raise QueryError(param, f"{g!r} is not one of {', '.join(GROUPS)}")
+    if len(set(items)) != len(items):
+        raise QueryError(param, "names a group twice")
+    if "day" in items and "hour" in items:
+        raise QueryError(param, "day and hour together: pick one")
+    return items
+
+
+def parse_query(params: Mapping[str, Sequence[str]], now: float | None = None) -> CostQuery:
+    """Query parameters (as ``urllib.parse.parse_qs`` gives them) to a CostQuery, or QueryError."""
+    now = time.time() if now is None else now
+    for k, vs in params.items():
+        if k not in PARAMETERS:
+            raise QueryError(k, f"unknown parameter; known: {', '.join(PARAMETERS)}")
+        if len(vs) != 1:
+            raise QueryError(k, "given more than once")
+    one = {k: vs[0] for k, vs in params.items()}
+    end = parse_time("end", one["end"]) if "end" in one else now
+    start = parse_time("start", one["start"]) if "start" in one else end - DEFAULT_DAYS * 86400.0
+    if start >= end:
+        raise QueryError("start", "must be before end")
+    group_by = parse_group_by(one.get("group_by", ""))
+    filters = {}
+    for d in DIMENSIONS:
+        if d in one:
+            if not one[d]:
+                raise QueryError(d, "must not be empty")
+            filters[d] = one[d]
+    return CostQuery(start, end, group_by, filters)
+
+
+def day_label(day_index: int) -> str:
+    return datetime.fromtimestamp(day_index * 86400, timezone.utc).strftime("%Y-%m-%d")
+
+
+def hour_label(hour_index: int) -> str:
+    return datetime.fromtimestamp(hour_index * 3600, timezone.utc).strftime("%Y-%m-%dT%H")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class CostsDB:
+    """The rollup and its queries over one ledger.db. Opens its own connection per call."""
+
+    def __init__(self, path: str, writable: bool = True):
+        self.path, self.writable = path, writable
+        self._columns: set[str] | None = None
+        if writable:
+            db = self._connect()
+            try:
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT v FROM meta WHERE k=?", (_VERSION_KEY,)).fetchone()
+                if row is None or row[0] != ROLLUP_VERSION:     # columns changed: rebuild from the events
+                    db.executescript(f"BEGIN IMMEDIATE; DROP TABLE costs_hourly; {_SCHEMA}"
+                                     f"DELETE FROM meta WHERE k='{_MARK}'; "
+                                     f"INSERT OR REPLACE INTO meta VALUES ('{_VERSION_KEY}', '{ROLLUP_VERSION}'); COMMIT;")
+            except sqlite3.OperationalError:      # read-only file or directory: query without catching up
+                self.writable = False
+            finally:
+                db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.writable:
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        else:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0, isolation_level=None)
+        return db
+
+    def _event_columns(self, db: sqlite3.Connection) -> set[str]:
+        if self._columns is None:
+            self._columns = {r[1] for r in db.execute("PRAGMA table_info(events)")}
+        return self._columns
+
+    @staticmethod
+    def _mark(db: sqlite3.Connection) -> int:
+        try:
+            row = db.execute("SELECT v FROM meta WHERE k=?", (_MARK,)).fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0]) if row else 0
+
+    def mark(self) -> int:
+        db = self._connect()
+        try:
+            return self._mark(db)
+        finally:
+            db.close()
+
+    def catch_up(self, limit: int | None = None) -> int:
+        """Fold events after the mark into the rollup; returns how many were folded."""
+        if not self.writable:
+            return 0
+        db = self._connect()
+        folded = 0
+        try:
+            cols = self._event_columns(db)
+            sums = ", ".join(_SUMS)
+            upd = ", ".join(f"{s} = {s} + excluded.{s}" for s in _SUMS)
+            sql = (f"INSERT INTO costs_hourly(hour, provider, model, tenant, endpoint, {sums}) "
+                   f"SELECT CAST(ts / 3600 AS INTEGER), provider, model, tenant, endpoint, "
+                   f"{', '.join(_raw_exprs(cols))} FROM events WHERE seq > ? AND seq <= ? "
+                   f"GROUP BY 1, 2, 3, 4, 5 "
+                   f"ON CONFLICT(hour, provider, model, tenant, endpoint) DO UPDATE SET {upd}")
+            while limit is None or folded < limit:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    mark = self._mark(db)
+                    top = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+                    if top <= mark:
+                        db.execute("COMMIT")
+                        break
+                    upto = min(top, mark + CHUNK)
+                    n = db.execute("SELECT count(*) FROM events WHERE seq > ? AND seq <= ?", (mark, upto)).fetchone()[0]
+                    db.execute(sql, (mark, upto))
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_MARK, str(upto)))
+                    db.execute("COMMIT")
+                    folded += n
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        finally:
+            db.close()
+        return folded
+
+    def query(self, q: CostQuery, catch_up: bool = True) -> dict:
+        """The ``GET /v1/costs`` answer for ``q``."""
+        if catch_up:
+            self.catch_up()
+        db = self._connect()
+        try:
+            db.execute("BEGIN")          # one snapshot: rollup, mark and raw tail agree
+            try:
+                groups = self._collect(db, q)
+            finally:
+                db.execute("COMMIT")
+        finally:
+            db.close()
+        return _answer(q, groups)
+
+    def _collect(self, db: sqlite3.Connection, q: CostQuery) -> dict[tuple, list[float]]:
+        has_rollup = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='costs_hourly'").fetchone() is not None
+        mark = self._mark(db) if has_rollup else 0
+        cols = self._event_columns(db)
+        raw_sums = ", ".join(_raw_exprs(cols))
+        where_f = "".join(f" AND {d} = ?" for d in q.filters)
+        args_f = list(q.filters.values())
+        h0 = math.ceil(q.start / 3600.0)
+        h1 = math.floor(q.end / 3600.0)
+        out: dict[tuple, list[float]] = {}
+
+        def raw(where: str, args: list) -> None:
+            sel = [_raw_group(g) for g in q.group_by]
+            sql = (f"SELECT {', '.join(sel + [raw_sums])} FROM events WHERE {where}{where_f}"
+                   + (f" GROUP BY {', '.join(str(i + 1) for i in range(len(sel)))}" if sel else ""))
+            _merge(out, db.execute(sql, args + args_f), len(sel))
+
+        if not has_rollup or h0 >= h1:
+            raw("ts >= ? AND ts < ?", [q.start, q.end])
+            return out
+        t0, t1 = h0 * 3600.0, h1 * 3600.0
+        if q.start < t0:
+            raw("ts >= ? AND ts < ?", [q.start, t0])
+        if t1 < q.end:
+            raw("ts >= ? AND ts < ?", [t1, q.end])
+        raw("seq > ? AND +ts >= ? AND +ts < ?", [mark, t0, t1])   # the seq range, not the ts index
+        sel = [_rollup_group(g) for g in q.group_by]
+        sums = [f"coalesce(sum({s}), 0)" if s in _INT_SUMS else f"total({s})" for s in _SUMS]
+        sql = (f"SELECT {', '.join(sel + sums)} FROM costs_hourly "
+               f"WHERE hour >= ? AND hour < ?{where_f}"
+               + (f" GROUP BY {', '.join(str(i + 1) for i in range(len(sel)))}" if sel else ""))
+        _merge(out, db.execute(sql, [h0, h1] + args_f), len(sel))
+        return out
+
+    def raw_query(self, q: CostQuery) -> dict:
+        """The same answer from the raw events alone (the baseline of bench/bench_costs.py)."""
+        db = self._connect()
+        try:
+            cols = self._event_columns(db)
+            sel = [_raw_group(g) for g in q.group_by]
+            where_f = "".join(f" AND {d} = ?" for d in q.filters)
+            sql = (f"SELECT {', '.join(sel + _raw_exprs(cols))} FROM events WHERE ts >= ? AND ts < ?{where_f}"
+                   + (f" GROUP BY {', '.join(str(i + 1) for i in range(len(sel)))}" if sel else ""))
+            out: dict[tuple, list[float]] = {}
+            _merge(out, db.execute(sql, [q.start, q.end] + list(q.filters.values())), len(sel))
+        finally:
+            db.close()
+        return _answer(q, out)
+
+
+def _raw_group(g: str) -> str:
+    if g == "day":
+        return "CAST(ts / 86400 AS INTEGER)"
+    if g == "hour":
+        return "CAST(ts / 3600 AS INTEGER)"
+    return g
+
+
+def _rollup_group(g: str) -> str:
+    if g == "day":
+        return "hour / 24"
+    return g
+
+
+def _merge(out: dict, cursor, nkeys: int) -> None:
+    for r in cursor:
+        key = r[:nkeys]
+        vals = r[nkeys:]
+        if vals[0] == 0:            # an aggregate over no rows (no GROUP BY)
+            continue
+        acc = out.get(key)
+        if acc is None:
+            out[key] = list(vals)
+        else:
+            for i, v in enumerate(vals):
+                acc[i] += v
+
+
+def _row_values(v: Sequence[float]) -> dict:
+    s = dict(zip(_SUMS, v))
+    return {
+        "cost_usd": s["cost"] / 1e9, "calls": int(s["calls"]), "errors": int(s["errors"]),
+        "events": int(s["events"]),
+        "unpriced_calls": int(s["unpriced"]),
+        "tokens": {t: int(s[t]) for t in TOKEN_TYPES},
+        "cache_hits": int(s["cache_hits"]), "cache_lookups": int(s["cache_lookups"]),
+        "saved_usd": s["saved"] / 1e9, "batch_calls": int(s["batch_calls"]),
+    }
+
+
+def _answer(q: CostQuery, groups: dict[tuple, list[float]]) -> dict:
+    rows = []
+    for key in sorted(groups):
+        row = {}
+        for g, k in zip(q.group_by, key):
+            row[g] = day_label(k) if g == "day" else hour_label(k) if g == "hour" else k
+        row.update(_row_values(groups[key]))
+        rows.append(row)
+    return {"start": iso(q.start), "end": iso(q.end), "group_by": list(q.group_by), "rows": rows}
+
+
+# ---- the exporter's side: one CostsDB per ledger file ------------------------------
+
+_DBS: dict[str, CostsDB] = {}
+_DBS_LOCK = threading.Lock()
+
+
+def for_ledger(path: str) -> CostsDB:
+    with _DBS_LOCK:
+        db = _DBS.get(path)
+        if db is None:
+            db = _DBS[path] = CostsDB(path)
+        return db
+
+
+def answer(exporter, query_string: str) -> tuple[int, dict]:
+    """(HTTP status, JSON body) for ``GET /v1/costs?<query_string>``; ``exporter`` has ``ledger``."""
+    try:
+        q = parse_query(parse_qs(query_string, keep_blank_values=True))
+    except QueryError as e:
+        return 400, {"error": f"bad parameter {e.param}: {e.message}", "parameter": e.param}
+    ledger = getattr(exporter, "ledger", None)
+    if ledger is None:
+        return 503, {"error": "starting: the ledger is not open yet, retry"}
+    try:
+        return 200, for_ledger(ledger.path).query(q)
+    except sqlite3.DatabaseError as e:
+        return 503, {"error": f"the ledger cannot be read: {e}"}
