@@ -633,19 +633,6 @@ class BudgetBook:
         """Recompute every budget's current-period spend from the ledger (no saved state)."""
         self.load_state(None, sums)
 
-    def set_external_spend(self, name: str, period: str, period_start: float, spend_usd: float) -> bool:
-        """Set the spend of a budget fed from outside the ledger (``billing_source``): its
-        current period must start at ``period_start``. ``tick`` logs the thresholds it crosses.
-        False if no such budget is in that period (the value is then for another period)."""
-        now = self._clock()
-        with self._lock:
-            self._roll_locked(now)
-            for i in self._instances:
-                if i.spec.name == name and i.spec.period == period and i.start == period_start:
-                    i.spend = float(spend_usd)
-                    return True
-        return False
-
     # -- reading -------------------------------------------------------------------
 
     _ALL = object()
