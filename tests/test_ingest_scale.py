@@ -307,3 +307,29 @@ def test_metrics_render_while_ingest_adds_series_without_the_lock(tmp_path):
         assert sample(m, "costmeter_ingest_events_total") == 1200
     finally:
         exp.stop()
+
+
+def test_snapshots_are_written_beside_the_ledger_and_an_older_one_in_it_is_read(tmp_path):
+    led = Ledger(str(tmp_path))
+    led.append([row("a"), row("b")])
+    led._db.execute("INSERT INTO snapshots VALUES ('exporter', 1, '{\"old\": true}')")   # older costmeter
+    assert led.load_snapshot("exporter") == (1, {"old": True})
+    held, release = threading.Event(), threading.Event()
+
+    def commit():                          # a commit holding the ledger lock does not stop it
+        with led.lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=commit)
+    t.start()
+    held.wait(5)
+    led.save_snapshot("exporter", 2, {"new": True})
+    release.set()
+    t.join()
+    assert led.load_snapshot("exporter") == (2, {"new": True})
+    led.close()
+    assert os.path.exists(tmp_path / "snapshots.db")
+    led = Ledger(str(tmp_path))
+    assert led.load_snapshot("exporter") == (2, {"new": True})
+    led.close()

@@ -97,6 +97,8 @@ class Ledger:
         self._qlock = threading.Lock()       # guards _queue only
         self._queue: list[_Pending] = []
         self._leading = False                # a request is committing queued batches
+        self._snap_lock = threading.Lock()   # guards the snapshots.db connection
+        self._snapdb: sqlite3.Connection | None = None
         self.commits = 0                     # durable transactions (one per group of appends)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -205,9 +207,11 @@ class Ledger:
         return keep
 
     def save_snapshot(self, name: str, seq: int, data: dict) -> None:
+        """Durably save ``data`` as the state as of ``seq``, in ``snapshots.db``: a database
+        of its own, so writing it never holds the ledger's write lock nor ``self.lock``."""
         text = json.dumps(data, separators=(",", ":"))
-        with self.lock:
-            self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
+        with self._snap_lock:
+            self._snap().execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
 
     def prune(self, before_ts: float, max_seq: int) -> int:
         """Delete raw events older than ``before_ts`` already folded into a snapshot."""
@@ -220,8 +224,24 @@ class Ledger:
 
     # ---- reads ------------------------------------------------------------
     def load_snapshot(self, name: str) -> tuple[int, dict | None]:
-        row = self._db.execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
+        """The state saved last as of some seq; (0, None) if none. Older costmeters kept
+        snapshots in ledger.db: read there when snapshots.db has none."""
+        with self._snap_lock:
+            row = self._snap().execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
+        if row is None:
+            row = self._db.execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
         return (0, None) if row is None else (row[0], json.loads(row[1]))
+
+    def _snap(self) -> sqlite3.Connection:
+        if self._snapdb is None:
+            db = sqlite3.connect(os.path.join(os.path.dirname(self.path), "snapshots.db"),
+                                 isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+                       "data TEXT NOT NULL)")
+            self._snapdb = db
+        return self._snapdb
 
     def replay(self, after_seq: int, batch: int = 10_000) -> Iterator[tuple[int, tuple]]:
         """Yield (seq, row) for every event after ``after_seq``, in order."""
@@ -261,3 +281,6 @@ class Ledger:
         with self.lock:
             self.ids.close()
             self._db.close()
+        with self._snap_lock:
+            if self._snapdb is not None:
+                self._snapdb.close()
