@@ -333,3 +333,63 @@ def test_snapshots_are_written_beside_the_ledger_and_an_older_one_in_it_is_read(
     led = Ledger(str(tmp_path))
     assert led.load_snapshot("exporter") == (2, {"new": True})
     led.close()
+
+
+def data_series(exp):
+    return {k: v for k, v in parse_metrics(exp.render_metrics().decode()).items()
+            if k[0].startswith(("cost_provider", "cost_request", "cost_cache", "costmeter_unpriced",
+                                "costmeter_ingest", "cost_budget_spend"))}
+
+
+def test_snapshots_write_only_changed_cells_and_restore_to_the_same_state(tmp_path, monkeypatch):
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text(BUDGETS)
+    state = str(tmp_path / "state")
+    a = Exporter.embedded(state_dir=state, listen_address=None, budgets_file=str(budgets))
+    written = []
+    real = a.ledger.save_snapshot
+    monkeypatch.setattr(a.ledger, "save_snapshot", lambda n, s, d, c=(): (written.append(len(c)), real(n, s, d, c)))
+    a.ingest(events("x", 400, tenants=40))
+    a.ingest([{"id": "h", "provider": "openai", "model": "gpt-4o", "tenant": "t1", "cache_hit": True,
+               "saved_cost_usd": 0.5, "duration_seconds": 0.1},
+              {"id": "u", "provider": "nobody", "model": "unpriced", "tenant": "t2", "input_tokens": 5}])
+    a.snapshot()
+    a.ingest(events("y", 3, tenants=1))           # one tenant, one route
+    a.snapshot()
+    a.ingest([{"id": "h2", "provider": "openai", "model": "gpt-4o", "tenant": "t1", "cache_hit": False,
+               "duration_seconds": 0.3, "cost_usd": 1.0}])
+    expected = data_series(a)
+    a.stop()                                      # writes the last delta
+    assert written[0] > 100 and written[1] == 9 and len(written) == 3   # calls, errors, cost, 6 token types
+    b = Exporter.embedded(state_dir=state, listen_address=None, budgets_file=str(budgets))
+    try:
+        assert data_series(b) == expected
+    finally:
+        b.stop()
+
+
+def test_a_whole_state_snapshot_of_an_older_costmeter_is_restored_then_rewritten_as_cells(tmp_path):
+    import json
+    state = str(tmp_path / "state")
+    a = Exporter.embedded(state_dir=state, listen_address=None)
+    a.ingest(events("x", 50, tenants=5))
+    old = {"store": a.store.state(), "health": dict(a.health)}
+    seq = a.applied_seq
+    a.ingest(events("y", 5, tenants=5))            # after the old snapshot: replayed
+    expected = data_series(a)
+    a._stop.set()
+    for t in a._threads:
+        t.join()
+    a.ledger.close()                               # no new snapshot: only the old one exists
+    db = sqlite3.connect(os.path.join(state, "ledger.db"))
+    db.execute("INSERT INTO snapshots VALUES ('exporter', ?, ?)", (seq, json.dumps(old)))
+    db.commit()
+    db.close()
+    b = Exporter.embedded(state_dir=state, listen_address=None)
+    assert data_series(b) == expected
+    b.stop()                                       # every cell, in snapshots.db
+    c = Exporter.embedded(state_dir=state, listen_address=None)
+    try:
+        assert data_series(c) == expected
+    finally:
+        c.stop()

@@ -126,7 +126,10 @@ class Exporter:
         t0 = time.monotonic()
         seq, state = self.ledger.load_snapshot(SNAPSHOT)
         if state:
-            self.store.restore(state["store"])
+            if "store" in state:          # whole-state snapshot of an older costmeter
+                self.store.restore(state["store"])
+            else:
+                self.store.restore_cells(state.get("guard", {}), self.ledger.load_cells())
             self.health.update(state.get("health", {}))
             self.resources.restore(state.get("resources", {}))
             self.billing.scheduler.restore(state.get("billing", {}))
@@ -313,9 +316,14 @@ class Exporter:
             billing = self.billing.scheduler.state()
             if seq == self.snapshot_seq and (health, resources, billing) == self._saved:
                 return                  # an idle exporter writes nothing
-            state = {"store": self.store.state(), "health": health, "resources": resources,
+            cells = self.store.delta()      # only the cells changed since the last snapshot
+            state = {"guard": self.store.guard.state(), "health": health, "resources": resources,
                      "billing": billing, "budgets": self.budgets.state()}
-        self.ledger.save_snapshot(SNAPSHOT, seq, state)
+        try:
+            self.ledger.save_snapshot(SNAPSHOT, seq, state, cells)
+        except BaseException:
+            self.store._all = True            # not saved: the next snapshot writes every cell
+            raise
         self.snapshot_seq, self._saved = seq, (health, resources, billing)
 
     # ---- scrape ----------------------------------------------------------------------

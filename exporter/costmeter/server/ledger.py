@@ -206,12 +206,31 @@ class Ledger:
         staged.update(new)
         return keep
 
-    def save_snapshot(self, name: str, seq: int, data: dict) -> None:
-        """Durably save ``data`` as the state as of ``seq``, in ``snapshots.db``: a database
-        of its own, so writing it never holds the ledger's write lock nor ``self.lock``."""
+    def save_snapshot(self, name: str, seq: int, data: dict, cells: Sequence[tuple] = ()) -> None:
+        """Durably save ``data`` as the state as of ``seq``, with ``cells`` (``(family, labels,
+        values)`` changed since the last one, upserted in the same transaction), in
+        ``snapshots.db``: a database of its own, so writing it never holds the ledger's
+        write lock nor ``self.lock``."""
         text = json.dumps(data, separators=(",", ":"))
+        rows = [(f, json.dumps(k, separators=(",", ":")), json.dumps(v, separators=(",", ":")))
+                for f, k, v in cells]
         with self._snap_lock:
-            self._snap().execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
+            db = self._snap()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?)", rows)
+                db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def load_cells(self) -> Iterator[tuple[str, list, list]]:
+        """Every cell saved with the snapshots: ``(family, labels, values)``."""
+        with self._snap_lock:
+            rows = self._snap().execute("SELECT fam, labels, v FROM cells").fetchall()
+        for f, k, v in rows:
+            yield f, json.loads(k), json.loads(v)
 
     def prune(self, before_ts: float, max_seq: int) -> int:
         """Delete raw events older than ``before_ts`` already folded into a snapshot."""
@@ -240,6 +259,8 @@ class Ledger:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
                        "data TEXT NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS cells(fam TEXT NOT NULL, labels TEXT NOT NULL, v TEXT NOT NULL, "
+                       "PRIMARY KEY (fam, labels)) WITHOUT ROWID")
             self._snapdb = db
         return self._snapdb
 
