@@ -20,17 +20,16 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Callable
 
 from costmeter.collectors.billing import Pull, PullError
-from costmeter.collectors.billing_http import JsonGetter
+from costmeter.collectors.billing_http import JsonGetter, field, pages
 from costmeter.config.billing import SecretUnavailable, SourceConfig
 
 __all__ = ["AnthropicCosts", "API_VERSION"]
 
 PATH = "/v1/organizations/cost_report"
 API_VERSION = "2023-06-01"
-MAX_PAGES = 1000
 
 
 def _rfc3339(d: date) -> str:
@@ -55,34 +54,24 @@ class AnthropicCosts:
                 ("group_by[]", "description"), ("limit", "31")]
         out = Pull(start, end)
         before = self.http.requests
-        page, seen = None, set()
-        for _ in range(MAX_PAGES):
-            body = self.http.get(url, base + ([("page", page)] if page else []), headers)
+        for body in pages(self.http, url, PATH, base, headers):
             self._page(body, out)
-            if not _field(body, "has_more", bool):
-                break
-            page = _field(body, "next_page", str)
-            if page in seen:
-                raise PullError(f"GET {PATH}: next_page {page!r} repeats: the pages loop")
-            seen.add(page)
-        else:
-            raise PullError(f"GET {PATH}: more than {MAX_PAGES} pages")
         out.requests = self.http.requests - before
         return out
 
     def _page(self, body: dict, out: Pull) -> None:
-        for i, bucket in enumerate(_field(body, "data", list)):
+        for i, bucket in enumerate(field(body, "data", list, PATH)):
             where = f"data[{i}]"
             if not isinstance(bucket, dict):
                 raise PullError(f"GET {PATH}: {where} is not an object")
-            raw = _field(bucket, "starting_at", str, where)
+            raw = field(bucket, "starting_at", str, PATH, where)
             try:
                 day = datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(timezone.utc).date()
             except ValueError:
                 raise PullError(f"GET {PATH}: {where}.starting_at is not an RFC 3339 time: {raw!r}") from None
             if not out.start <= day < out.end:
                 raise PullError(f"GET {PATH}: {where} is for {day}, outside the requested days")
-            for j, r in enumerate(_field(bucket, "results", list, where)):
+            for j, r in enumerate(field(bucket, "results", list, PATH, where)):
                 w = f"{where}.results[{j}]"
                 if not isinstance(r, dict):
                     raise PullError(f"GET {PATH}: {w} is not an object")
@@ -101,9 +90,3 @@ class AnthropicCosts:
                 out.add(day, self.provider, service, float(cents / 100))
 
 
-def _field(obj: dict, key: str, kind: type, where: str = "") -> Any:
-    v = obj.get(key)
-    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-        at = f"{where}.{key}" if where else key
-        raise PullError(f"GET {PATH}: {at} should be {kind.__name__}, got {type(v).__name__}")
-    return v

@@ -13,7 +13,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from typing import Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -97,3 +97,32 @@ class JsonGetter:
 def _brief(text: str, n: int = 200) -> str:
     text = " ".join((text or "").split())
     return text[:n] + ("..." if len(text) > n else "")
+
+
+MAX_PAGES = 1000
+
+
+def field(obj: dict, key: str, kind: type, path: str, where: str = "") -> Any:
+    """``obj[key]`` if it is a ``kind`` (a bool is not an int), else a PullError naming where."""
+    v = obj.get(key)
+    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        at = f"{where}.{key}" if where else key
+        raise PullError(f"GET {path}: {at} should be {kind.__name__}, got {type(v).__name__}")
+    return v
+
+
+def pages(http: JsonGetter, url: str, path: str, params: list, headers: dict) -> Iterator[dict]:
+    """Every page of an admin API that pages with ``has_more`` / ``next_page`` / ``page``
+    (OpenAI's Costs API and Anthropic's cost report): each body in turn. A ``next_page``
+    seen before, or more than MAX_PAGES pages, is an error rather than a loop."""
+    page, seen = None, set()
+    for _ in range(MAX_PAGES):
+        body = http.get(url, params + ([("page", page)] if page else []), headers)
+        yield body
+        if not field(body, "has_more", bool, path):
+            return
+        page = field(body, "next_page", str, path)
+        if page in seen:
+            raise PullError(f"GET {path}: next_page {page!r} repeats: the pages loop")
+        seen.add(page)
+    raise PullError(f"GET {path}: more than {MAX_PAGES} pages")

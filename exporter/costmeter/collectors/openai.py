@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from typing import Any, Callable
+from typing import Callable
 
 from costmeter.collectors.billing import Pull, PullError, day_start_ts, utc_day
-from costmeter.collectors.billing_http import JsonGetter
+from costmeter.collectors.billing_http import JsonGetter, field, pages
 from costmeter.config.billing import SecretUnavailable, SourceConfig
 
 __all__ = ["OpenAICosts"]
 
 PATH = "/v1/organization/costs"
-MAX_PAGES = 1000
 
 
 class OpenAICosts:
@@ -47,34 +46,24 @@ class OpenAICosts:
                 ("bucket_width", "1d"), ("group_by[]", "line_item"), ("group_by[]", "project_id"), ("limit", "31")]
         out = Pull(start, end)
         before = self.http.requests
-        page, seen = None, set()
-        for _ in range(MAX_PAGES):
-            body = self.http.get(url, base + ([("page", page)] if page else []), headers)
+        for body in pages(self.http, url, PATH, base, headers):
             self._page(body, out)
-            if not _field(body, "has_more", bool):
-                break
-            page = _field(body, "next_page", str)
-            if page in seen:
-                raise PullError(f"GET {PATH}: next_page {page!r} repeats: the pages loop")
-            seen.add(page)
-        else:
-            raise PullError(f"GET {PATH}: more than {MAX_PAGES} pages")
         out.requests = self.http.requests - before
         return out
 
     def _page(self, body: dict, out: Pull) -> None:
-        for i, bucket in enumerate(_field(body, "data", list)):
+        for i, bucket in enumerate(field(body, "data", list, PATH)):
             where = f"data[{i}]"
             if not isinstance(bucket, dict):
                 raise PullError(f"GET {PATH}: {where} is not an object")
-            day = utc_day(_field(bucket, "start_time", int, where))
+            day = utc_day(field(bucket, "start_time", int, PATH, where))
             if not out.start <= day < out.end:
                 raise PullError(f"GET {PATH}: {where} is for {day}, outside the requested days")
-            for j, r in enumerate(_field(bucket, "results", list, where)):
+            for j, r in enumerate(field(bucket, "results", list, PATH, where)):
                 w = f"{where}.results[{j}]"
                 if not isinstance(r, dict):
                     raise PullError(f"GET {PATH}: {w} is not an object")
-                amount = _field(r, "amount", dict, w)
+                amount = field(r, "amount", dict, PATH, w)
                 value = amount.get("value")
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise PullError(f"GET {PATH}: {w}.amount.value is not a number: {value!r}")
@@ -87,9 +76,3 @@ class OpenAICosts:
                 out.add(day, self.provider, item or "unspecified", float(value))
 
 
-def _field(obj: dict, key: str, kind: type, where: str = "") -> Any:
-    v = obj.get(key)
-    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-        at = f"{where}.{key}" if where else key
-        raise PullError(f"GET {PATH}: {at} should be {kind.__name__}, got {type(v).__name__}")
-    return v

@@ -1,17 +1,7 @@
 """CPU and memory of the host and of chosen processes, turned into USD.
 
-Configured by the ``resources`` section of ``exporter.yaml``::
-
-    resources:
-      interval_seconds: 15
-      host: true                  # the whole machine, as target "host"
-      self: true                  # the exporter's own process, as target "costmeter"
-      cpu_core_hour_usd: 0.031611
-      memory_gib_hour_usd: 0.004237
-      processes:
-        - {target: api, pid: 1234}
-        - {target: worker, pid_file: /run/worker.pid}      # re-read every sample
-        - {target: celery, match: "celery.*worker"}        # regex, all matches summed
+Configured by the ``resources`` section of ``exporter.yaml`` (see
+:mod:`costmeter.config.resources` for its keys).
 
 The exporter's collector turns a :class:`ResourceSampler` into::
 
