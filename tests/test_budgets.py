@@ -361,7 +361,10 @@ def test_restore_recomputes_from_the_ledger():
         """, "2026-11-22T12:00:00+00:00")
     b.observe("openai", "gpt-4o", "acme", "/chat", 99.0, ts("2026-11-22T11:00:00+00:00"))   # replaced by restore
     b.restore(sums)
-    assert sorted(calls) == sorted([day, month])                 # one query per distinct range
+    nday = (day[1], ts("2026-11-24T00:00:00+00:00"))
+    nmonth = (month[1], ts("2027-01-01T00:00:00+00:00"))
+    # one query per distinct range, and one for the period after it (events held for it)
+    assert sorted(calls) == sorted([day, month, nday, nmonth])
     got = {(s.name, s.period): s.spend_usd for s in b.statuses()}
     assert got == {("global", "daily"): 4.25, ("global", "monthly"): 42.5,
                    ("openai", "daily"): 3.0, ("openai", "monthly"): 40.0,
@@ -369,14 +372,13 @@ def test_restore_recomputes_from_the_ledger():
                    ("tenant:old", "daily"): 0.0}                 # seen this month, not today
 
 
-def test_period_roll_recomputes_from_the_ledger_for_late_events():
-    ledger = {}
+def test_restore_reads_events_already_held_for_the_next_period():
+    tomorrow = (ts("2026-11-23T00:00:00+00:00"), ts("2026-11-24T00:00:00+00:00"))
+    ledger = {tomorrow: [("p", "m", "t", "e", 2.0)]}   # a client clock a little ahead
     b, clock = book("global: {daily: 10}\n", "2026-11-22T23:00:00+00:00")
     b.restore(lambda s, e: ledger.get((s, e), []))
     b.observe("p", "m", "t", "e", 1.0, ts("2026-11-22T23:30:00+00:00"))
-    tomorrow = (ts("2026-11-23T00:00:00+00:00"), ts("2026-11-24T00:00:00+00:00"))
-    # Events for tomorrow that reached the ledger without passing through observe (another writer).
-    ledger[tomorrow] = [("p", "m", "t", "e", 2.0)]
+    assert spend(b, "global", "daily") == 1.0
     clock[0] = ts("2026-11-23T00:00:01+00:00")
     b.tick()
     assert spend(b, "global", "daily") == 2.0

@@ -135,6 +135,8 @@ def test_a_missing_ledger_beside_an_old_governance_log_is_named(tmp_path):
     (state / "governance.jsonl").write_text('{"ts": 1}\n')
     (state / "ledger.db").unlink()
     (state / "ledger.present").unlink()
+    if (state / "snapshots.db").exists():
+        (state / "snapshots.db").unlink()
     r = _run_serve(state)
     assert r.returncode == 1 and "ledger.db is missing" in r.stderr and "governance.jsonl" in r.stderr
 

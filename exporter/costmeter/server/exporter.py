@@ -92,6 +92,7 @@ class Exporter:
         self.health = {"accepted": 0.0, "duplicates": 0.0, "rejected": {r: 0.0 for r in REJECT_REASONS}}
         self.applied_seq = 0
         self.snapshot_seq = -1
+        self._saved: tuple | None = None      # (health, resources, billing) of the last snapshot written
         self.ready = False
         self.reload_ok, self.reload_time = True, time.time()
         self._unpriced_logged: set[tuple[str, str]] = set()
@@ -99,6 +100,7 @@ class Exporter:
         self._exposed: dict | None = None
         self._http_base = {"evicted": 0.0, "refused": 0.0}   # HTTP counters of earlier runs
         self._stop = threading.Event()
+        self._reload_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.http = None
         self._process = CollectorRegistry(auto_describe=True)
@@ -139,20 +141,30 @@ class Exporter:
         t0 = time.monotonic()
         seq, state = self.ledger.load_snapshot(SNAPSHOT)
         if state:
-            self.store.restore(state["store"])
+            if "store" in state:          # whole-state snapshot of an older costmeter
+                self.store.restore(state["store"])
+            else:
+                self.store.restore_cells(state.get("guard", {}), self.ledger.load_cells())
             self.health.update(state.get("health", {}))
             self.resources.restore(state.get("resources", {}))
             self.billing.scheduler.restore(state.get("billing", {}))
+        # Budgets: the spend saved with the snapshot (as of ``seq``); only a period the
+        # snapshot lacks (new budget period or timezone, older snapshot) reads the ledger.
+        upto = seq
+        self.budgets.load_state((state or {}).get("budgets"),
+                                lambda start, end: self.ledger.sums(start, end, max_seq=upto))
         self._restore_exposed()
         replayed = 0
+        apply, observe = self.store.apply, self.budgets.observe
         for seq, row in self.ledger.replay(seq):
-            self.store.apply(row)
+            apply(row)
+            if row[ROW_COST] is not None:
+                observe(row[ROW_PROVIDER], row[ROW_MODEL], row[ROW_TENANT], row[ROW_ENDPOINT], row[ROW_COST], row[ROW_TS])
             replayed += 1
         self.applied_seq = seq
         # accepted events are in the ledger, so this counter is exact after a crash;
         # duplicates and rejections since the last snapshot are not (they leave no row)
         self.health["accepted"] += replayed
-        self.budgets.restore(self.ledger.sums)
         self.billing.push_budgets()
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
 
@@ -179,9 +191,8 @@ class Exporter:
     def _save_served(self) -> None:
         """Durably save the counters without ledger rows, read *after* a scrape rendered them:
         they only rise, so what is saved is at least what the scrape serves."""
-        with self._expose_lock:
-            with self.ledger.lock:
-                seen = {"duplicates": self.health["duplicates"], "rejected": dict(self.health["rejected"])}
+        with self._expose_lock:       # not the ingest lock: each number is read whole, and only grows
+            seen = {"duplicates": self.health["duplicates"], "rejected": dict(self.health["rejected"])}
             seen["resources"] = self.resources.state()
             seen["billing_api_cost_usd"] = {name: st["api_cost_usd"]
                                             for name, st in self.billing.scheduler.state().items()}
@@ -249,9 +260,15 @@ class Exporter:
         except Exception:
             self.reload_ok = False
             raise
-        with self.ledger.lock:
+        with self._reload_lock:
+            # Budgets: copy their sums and start a journal under the ingest lock (a few ms),
+            # rebuild off it; a period new to this configuration reads the ledger as of
+            # ``seq`` while ingest goes on (the journal has every event after it).
+            with self.ledger.lock:
+                rc = self.budgets.begin_reconfigure(budget_config)
+                seq = self.applied_seq
+            self.budgets.finish_reconfigure(rc, lambda start, end: self.ledger.sums(start, end, max_seq=seq))
             self.pricing, self.budget_config = pricing, budget_config
-            self.budgets.reconfigure(budget_config)
             self.billing.push_budgets()
             if web is not None:
                 self.web = web
@@ -282,9 +299,8 @@ class Exporter:
                 self._log_unpriced(row[ROW_PROVIDER], row[ROW_MODEL])
             rows.append(row)
         if rows:
-            ledger = self.ledger
-            with ledger.lock:
-                keep, last = ledger.append(rows)
+            def applied(keep: list[int], last: int) -> None:
+                # runs under the ledger lock, right after the (group) commit holding these rows
                 apply, observe = self.store.apply, self.budgets.observe
                 for i in keep:
                     r = rows[i]
@@ -294,6 +310,8 @@ class Exporter:
                 self.applied_seq = last
                 self.health["accepted"] += len(keep)
                 self.health["duplicates"] += len(rows) - len(keep)
+
+            keep, _ = self.ledger.append(rows, applied)
             result.accepted, result.duplicates = len(keep), len(rows) - len(keep)
         if result.rejected:
             with self.ledger.lock:
@@ -324,8 +342,7 @@ class Exporter:
         while not self._stop.wait(1.0):
             now = time.monotonic()
             try:
-                with self.ledger.lock:   # a period roll re-reads the ledger: no ingest in between
-                    self.budgets.tick()
+                self.budgets.tick()      # rolls and queued threshold crossings only: cheap, no ledger
                 costs.for_ledger(self.ledger.path).catch_up(limit=costs.CHUNK)   # GET /v1/costs rollup
                 if now >= next_sample:
                     self.resources.sample()
@@ -351,23 +368,34 @@ class Exporter:
 
     def snapshot(self) -> None:
         """Persist metric state as of ledger sequence ``applied_seq`` (no-op if unchanged)."""
+        resources = self.resources.state()
         with self.ledger.lock:
             seq = self.applied_seq
-            state = {"store": self.store.state(), "health": {
-                "accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                "rejected": dict(self.health["rejected"])}, "resources": self.resources.state(),
-                "billing": self.billing.scheduler.state()}
-        self.ledger.save_snapshot(SNAPSHOT, seq, state)
-        self.snapshot_seq = seq
+            health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
+                      "rejected": dict(self.health["rejected"])}
+            billing = self.billing.scheduler.state()
+            if seq == self.snapshot_seq and (health, resources, billing) == self._saved:
+                return                  # an idle exporter writes nothing
+            cells = self.store.delta()      # only the cells changed since the last snapshot
+            state = {"guard": self.store.guard.state(), "health": health, "resources": resources,
+                     "billing": billing, "budgets": self.budgets.state()}
+        try:
+            self.ledger.save_snapshot(SNAPSHOT, seq, state, cells)
+        except BaseException:
+            self.store._all = True            # not saved: the next snapshot writes every cell
+            raise
+        self.snapshot_seq, self._saved = seq, (health, resources, billing)
 
     # ---- scrape ----------------------------------------------------------------------
     def render_metrics(self) -> bytes:
         out: list[str] = []
-        with self.ledger.lock:
-            self.store.render(out)
-            health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
-                      "rejected": dict(self.health["rejected"])}
-            overflow = dict(self.store.guard.overflow)
+        # Without the ingest lock: a scrape never waits for a commit nor holds up ingest.
+        # Each number is read whole (dict copies run in C under the GIL); counters only grow.
+        view = self.store.view()
+        health = {"accepted": self.health["accepted"], "duplicates": self.health["duplicates"],
+                  "rejected": dict(self.health["rejected"])}
+        overflow = dict(self.store.guard.overflow)
+        self.store.render_view(view, out)
         out.append(self._budget_families())
         out.append(self._resource_families())
         out.append(self.billing.render())
@@ -416,26 +444,30 @@ class Exporter:
         # listed by /v1/budgets).
         admitted = self.store.guard.admitted.get("tenant")
         declared = {(b.name, b.period) for b in self.budget_config.budgets}
-        sts = [b for b in self.budgets.statuses()
-               if admitted is None or (b.name, b.period) in declared or b.selector.get("tenant") in admitted]
+        # (name, period, selector, limit, spend, forecast, start, end, thresholds)
+        sts = [g for g in self.budgets.gauges()
+               if admitted is None or (g[0], g[1]) in declared or g[2].get("tenant") in admitted]
         bp = ("budget", "period")
 
-        def fam(name, help_text, attr):
-            return gauge_family(name, help_text, bp, [((b.name, b.period), float(getattr(b, attr))) for b in sts])
+        def fam(name, help_text, value):
+            return gauge_family(name, help_text, bp, [((g[0], g[1]), float(value(g))) for g in sts])
 
-        thresholds = [((b.name, b.period, level), float(b.thresholds[level]))
-                      for b in sts for level in ("warning", "critical", "exceeded")]
+        thresholds = [((g[0], g[1], level), float(g[8][level]))
+                      for g in sts for level in ("warning", "critical", "exceeded")]
         return "".join((
-            fam("cost_budget_limit_usd", "The budget's limit for the current period, from budgets.yaml.", "limit_usd"),
-            fam("cost_budget_spend_usd", "Spend so far in the current period (this exporter's share).", "spend_usd"),
+            fam("cost_budget_limit_usd", "The budget's limit for the current period, from budgets.yaml.",
+                lambda g: g[3]),
+            fam("cost_budget_spend_usd", "Spend so far in the current period (this exporter's share).",
+                lambda g: g[4]),
             fam("cost_budget_utilization_ratio", "Spend divided by limit for the current period (1 = 100 %).",
-                "utilization_ratio"),
+                lambda g: g[4] / g[3]),
             fam("cost_budget_forecast_usd", "Projected spend at the end of the current period at the current burn rate.",
-                "forecast_usd"),
+                lambda g: g[5]),
             gauge_family("cost_budget_threshold_ratio", "The budget's alert thresholds as ratios of its limit.",
                          ("budget", "period", "level"), thresholds),
-            fam("cost_budget_period_start_timestamp_seconds", "When the current budget period started.", "period_start"),
-            fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", "period_end"),
+            fam("cost_budget_period_start_timestamp_seconds", "When the current budget period started.",
+                lambda g: g[6]),
+            fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", lambda g: g[7]),
         ))
 
     def _resource_families(self) -> str:

@@ -100,8 +100,10 @@ class Handler(LimitedHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, obj, extra: dict | None = None) -> None:
-        self._send(status, json.dumps(obj, indent=1).encode() + b"\n", "application/json", extra)
+    def _json(self, status: int, obj, extra: dict | None = None, compact: bool = False) -> None:
+        # indent makes json use its pure-Python encoder: compact for long lists (many budgets)
+        text = json.dumps(obj, separators=(",", ":")) if compact else json.dumps(obj, indent=1)
+        self._send(status, text.encode() + b"\n", "application/json", extra)
 
     def _text(self, status: int, text: str, extra: dict | None = None) -> None:
         self._send(status, text.encode(), "text/plain; charset=utf-8", extra)
@@ -200,7 +202,8 @@ class Handler(LimitedHandler):
         if path == "/-/ready":
             return self._text(200, "Ready\n") if exp.ready else self._text(503, "Not ready\n")
         if path == "/v1/budgets":
-            return self._json(200, {"budgets": [b.to_dict() for b in exp.budgets.statuses()]})
+            budgets = exp.budgets.status_dicts()
+            return self._json(200, {"budgets": budgets}, compact=len(budgets) > 1000)
         if path.startswith("/v1/budgets/"):
             name = unquote(path[len("/v1/budgets/"):])
             periods = exp.budgets.get(name)     # tenant:<t> of an unseen tenant: its defaults

@@ -3,7 +3,11 @@
 One row per accepted event, written with ``synchronous=FULL`` inside one
 transaction per batch, so an event acknowledged to a client survives a crash
 or power loss. ``id`` is the idempotency key: a retried event is found and
-counted as a duplicate, never twice.
+counted as a duplicate, never twice (``idindex.IdIndex`` answers which ids are
+recorded, without a random-insert B-tree index on them).
+
+Group commit: appends that arrive while a commit runs share the next
+transaction and its one fsync; each returns only once that commit is durable.
 
 Metric state is rebuilt on start from a snapshot (the in-memory counters as
 of ledger sequence number N, written every few seconds) plus a replay of the
@@ -12,7 +16,7 @@ does not re-read the whole history.
 
 Schema (``seq`` is the replay order)::
 
-    events(seq INTEGER PRIMARY KEY, id TEXT UNIQUE, ts REAL, provider, model,
+    events(seq INTEGER PRIMARY KEY, id TEXT, ts REAL, provider, model,
            tenant, endpoint, input, cached_input, cache_write, output,
            reasoning, cost REAL NULL (NULL = no price), cost_given INTEGER,
            duration REAL NULL, error INTEGER, cache_hit INTEGER NULL,
@@ -30,7 +34,9 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Iterator, Sequence
+
+from costmeter.server.idindex import IdIndex
+from typing import Callable, Iterator, Sequence
 
 log = logging.getLogger("costmeter.server.ledger")
 
@@ -55,16 +61,21 @@ CREATE TABLE IF NOT EXISTS events(
     cost REAL, cost_given INTEGER NOT NULL, duration REAL, error INTEGER NOT NULL,
     cache_hit INTEGER, saved REAL NOT NULL, batch INTEGER NOT NULL, received REAL NOT NULL,
     cache_write_1h INTEGER NOT NULL DEFAULT 0);
-CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events(id) WHERE id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
 """
 _INSERT = f"INSERT INTO events({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})"
-_ID_CHUNK = 5000  # bound variables per IN (...) query; SQLite allows 32766
 
 
 class LedgerError(RuntimeError):
     pass
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a ledger written by an older costmeter up to the current columns."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(events)")}
+    if "cache_write_1h" not in have:
+        db.execute("ALTER TABLE events ADD COLUMN cache_write_1h INTEGER NOT NULL DEFAULT 0")
 
 
 def _free_bytes(directory: str) -> int | str:
@@ -75,13 +86,6 @@ def _free_bytes(directory: str) -> int | str:
         return "unknown"
 
 
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Bring a ledger written by an older costmeter up to the current columns."""
-    have = {r[1] for r in db.execute("PRAGMA table_info(events)")}
-    if "cache_write_1h" not in have:
-        db.execute("ALTER TABLE events ADD COLUMN cache_write_1h INTEGER NOT NULL DEFAULT 0")
-
-
 MARKER = "ledger.present"     # beside ledger.db from its first open: says a ledger lives here
 
 
@@ -89,11 +93,24 @@ def _emptied(state_dir: str, path: str) -> str | None:
     """Why ``state_dir`` looks like it held a ledger that is gone now, or None."""
     if os.path.exists(path):
         return f"{path} is empty (0 bytes)" if os.path.getsize(path) == 0 else None
-    for name in (MARKER, "ledger.db-wal", "governance.jsonl"):
+    for name in (MARKER, "ledger.db-wal", "snapshots.db", "governance.jsonl"):
         other = os.path.join(state_dir, name)
         if os.path.exists(other) and os.path.getsize(other) > 0:
             return f"{path} is missing, but {other} is there from an earlier run"
     return None
+
+
+class _Pending:
+    """One append waiting for a group commit."""
+    __slots__ = ("rows", "apply", "keep", "last", "error", "done", "event")
+
+    def __init__(self, rows, apply):
+        self.rows, self.apply = rows, apply
+        self.keep: list[int] = []
+        self.last = 0
+        self.error: BaseException | None = None
+        self.done = False
+        self.event = threading.Event()
 
 
 class Ledger:
@@ -121,6 +138,12 @@ class Ledger:
                     aside = f"{self.path}{suffix}.lost-{int(time.time())}"
                     os.replace(self.path + suffix, aside)
                     log.warning("moved the old %s aside to %s", self.path + suffix, aside)
+        self._qlock = threading.Lock()       # guards _queue only
+        self._queue: list[_Pending] = []
+        self._leading = False                # a request is committing queued batches
+        self._snap_lock = threading.Lock()   # guards the snapshots.db connection
+        self._snapdb: sqlite3.Connection | None = None
+        self.commits = 0                     # durable transactions (one per group of appends)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -139,6 +162,10 @@ class Ledger:
                         "this file is here, costmeter refuses to start (see --storage.start-empty).\n")
         if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: ledger schema {row[0]} is newer than this costmeter ({SCHEMA_VERSION})")
+        try:
+            self.ids = IdIndex(state_dir, self.path, self._db)     # reads every id: damage shows here
+        except sqlite3.DatabaseError as e:
+            raise self.damaged(e) from None
 
     # ---- integrity ---------------------------------------------------------
     def damaged(self, detail) -> LedgerError:
@@ -149,19 +176,25 @@ class Ledger:
             f"put ledger-recovered.db in its place as ledger.db.")
 
     def start_integrity_check(self) -> None:
-        """Run SQLite's ``PRAGMA quick_check`` (every page and b-tree of the file) in a thread
-        with its own connection, beside the state restore; :meth:`check_integrity` waits for it."""
+        """Run SQLite's ``PRAGMA quick_check`` (every page and b-tree) over ledger.db and
+        snapshots.db in a thread with its own connections, beside the state restore;
+        :meth:`check_integrity` waits for it. (ids.db is derived and rebuilt by IdIndex.)"""
         def run() -> None:
-            try:
-                db = sqlite3.connect(self.path)
+            for path in (self.path, os.path.join(os.path.dirname(self.path), "snapshots.db")):
+                if path != self.path and not os.path.exists(path):
+                    continue
                 try:
-                    rows = db.execute("PRAGMA quick_check(5)").fetchall()
-                finally:
-                    db.close()
-                if rows != [("ok",)]:
-                    self._integrity_problem = "; ".join(str(r[0]) for r in rows)
-            except sqlite3.DatabaseError as e:
-                self._integrity_problem = str(e)
+                    db = sqlite3.connect(path)
+                    try:
+                        rows = db.execute("PRAGMA quick_check(5)").fetchall()
+                    finally:
+                        db.close()
+                    if rows != [("ok",)]:
+                        self._integrity_problem = f"{os.path.basename(path)}: " + "; ".join(str(r[0]) for r in rows)
+                except sqlite3.DatabaseError as e:
+                    self._integrity_problem = f"{os.path.basename(path)}: {e}"
+                if self._integrity_problem:
+                    return
         self._integrity = threading.Thread(target=run, name="costmeter-integrity-check", daemon=True)
         self._integrity.start()
 
@@ -174,24 +207,73 @@ class Ledger:
             raise self.damaged(self._integrity_problem)
 
     # ---- writes ---------------------------------------------------------
-    def append(self, rows: Sequence[tuple]) -> tuple[list[int], int]:
+    def append(self, rows: Sequence[tuple],
+               apply: Callable[[list[int], int], None] | None = None) -> tuple[list[int], int]:
         """Durably append rows (tuples in COLUMNS order), skipping ids already stored.
 
-        Returns (indexes of the rows written, sequence number of the last
-        row written). Caller holds ``self.lock`` if it must apply the rows to
-        in-memory state in ledger order.
+        Returns (indexes of the rows written, sequence number of the last row written).
+
+        Group commit: requests that arrive while a commit is running queue up, and the
+        oldest of them, once that commit is done, writes every queued batch in one
+        transaction with one fsync (the others sleep until theirs is durable). Do not
+        call it holding ``self.lock``. Each batch is deduplicated against the ledger and the batches before it,
+        and returns only after the commit that holds it is durable. ``apply(keep, last)``
+        runs for each batch, in ledger order, after that commit and still under
+        ``self.lock``, so in-memory state follows the ledger exactly.
         """
-        with self.lock:
-            db = self._db
+        item = _Pending(rows, apply)
+        with self._qlock:
+            self._queue.append(item)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.event.wait()                       # done by a leader, or made the next leader
+        while not item.done:
+            group: list[_Pending] = []
+            try:
+                with self.lock:
+                    with self._qlock:
+                        group, self._queue = self._queue, []
+                    self._commit(group)
+            finally:
+                for p in group:
+                    p.event.set()
+                with self._qlock:                   # hand over to the oldest waiting request
+                    if self._queue:
+                        self._queue[0].event.set()
+                    else:
+                        self._leading = False
+        if item.error is not None:
+            raise item.error
+        return item.keep, item.last
+
+    def _commit(self, group: list["_Pending"]) -> None:
+        db = self._db
+        try:
+            self._staged: set[str] = set()
             db.execute("BEGIN IMMEDIATE")
             try:
-                keep = self._insert_new(db, rows)
+                for p in group:
+                    p.keep = self._insert_new(db, p.rows)
                 last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 db.execute("COMMIT")
             except BaseException as e:
                 self._rollback(e)
                 raise
-            return keep, last
+        except BaseException as e:                  # nothing in the group was written
+            for p in group:
+                p.error, p.done = e, True
+            return
+        self.commits += 1
+        self.ids.add(self._staged, last)
+        for p in group:
+            p.last = last
+            try:
+                if p.apply is not None:
+                    p.apply(p.keep, last)
+            except BaseException as e:              # durable already; report, keep the others going
+                p.error = e
+            p.done = True
 
     def _rollback(self, e: BaseException) -> None:
         """Roll back a failed write; raise a LedgerError that says why if SQLite gave up.
@@ -206,42 +288,53 @@ class Ledger:
             raise LedgerError(f"the disk is full: {self.path} cannot grow ({free} bytes free); "
                               "nothing in this batch was recorded") from e
 
-    @staticmethod
-    def _insert_new(db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
+    def _insert_new(self, db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
         """Insert the rows whose id is new; return their indexes. Inside a transaction."""
+        staged = self._staged                       # ids written earlier in this transaction
         ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
-        if len(set(ids)) == len(ids):
-            # Fast path, the common case of a first delivery: insert everything and let
-            # the unique index object; only a retried batch pays for the look-ups.
-            db.execute("SAVEPOINT fresh")
-            try:
-                db.executemany(_INSERT, rows)
-                db.execute("RELEASE fresh")
-                return list(range(len(rows)))
-            except sqlite3.IntegrityError:
-                db.execute("ROLLBACK TO fresh")
-                db.execute("RELEASE fresh")
-        seen: set[str] = set()
-        for i in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[i:i + _ID_CHUNK]
-            q = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"
-            seen.update(r[0] for r in db.execute(q, chunk))
+        seen = self.ids.known(ids)
+        if staged:
+            seen.update(i for i in ids if i in staged)
         keep: list[int] = []
+        new: list[str] = []
         for i, r in enumerate(rows):
             rid = r[ROW_ID]
             if rid is not None:
                 if rid in seen:
                     continue
                 seen.add(rid)          # a duplicate inside the same batch
+                new.append(rid)
             keep.append(i)
         if keep:
             db.executemany(_INSERT, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
+        staged.update(new)
         return keep
 
-    def save_snapshot(self, name: str, seq: int, data: dict) -> None:
+    def save_snapshot(self, name: str, seq: int, data: dict, cells: Sequence[tuple] = ()) -> None:
+        """Durably save ``data`` as the state as of ``seq``, with ``cells`` (``(family, labels,
+        values)`` changed since the last one, upserted in the same transaction), in
+        ``snapshots.db``: a database of its own, so writing it never holds the ledger's
+        write lock nor ``self.lock``."""
         text = json.dumps(data, separators=(",", ":"))
-        with self.lock:
-            self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
+        rows = [(f, json.dumps(k, separators=(",", ":")), json.dumps(v, separators=(",", ":")))
+                for f, k, v in cells]
+        with self._snap_lock:
+            db = self._snap()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?)", rows)
+                db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def load_cells(self) -> Iterator[tuple[str, list, list]]:
+        """Every cell saved with the snapshots: ``(family, labels, values)``."""
+        with self._snap_lock:
+            rows = self._snap().execute("SELECT fam, labels, v FROM cells").fetchall()
+        for f, k, v in rows:
+            yield f, json.loads(k), json.loads(v)
 
     def prune(self, received_before: float, max_seq: int) -> int:
         """Delete raw events *received* before ``received_before`` and already folded into a snapshot.
@@ -255,12 +348,33 @@ class Ledger:
                 "DELETE FROM events WHERE seq <= ? AND seq < coalesce("
                 "(SELECT seq FROM events WHERE received >= ? ORDER BY seq LIMIT 1), ? + 1)",
                 (max_seq, received_before, max_seq))
+            if cur.rowcount:
+                first = self._db.execute("SELECT min(seq) FROM events").fetchone()[0]
+                self.ids.drop_runs_before(first if first is not None else max_seq + 1)
             return cur.rowcount
 
     # ---- reads ------------------------------------------------------------
     def load_snapshot(self, name: str) -> tuple[int, dict | None]:
-        row = self._db.execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
+        """The state saved last as of some seq; (0, None) if none. Older costmeters kept
+        snapshots in ledger.db: read there when snapshots.db has none."""
+        with self._snap_lock:
+            row = self._snap().execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
+        if row is None:
+            row = self._db.execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
         return (0, None) if row is None else (row[0], json.loads(row[1]))
+
+    def _snap(self) -> sqlite3.Connection:
+        if self._snapdb is None:
+            db = sqlite3.connect(os.path.join(os.path.dirname(self.path), "snapshots.db"),
+                                 isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+                       "data TEXT NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS cells(fam TEXT NOT NULL, labels TEXT NOT NULL, v TEXT NOT NULL, "
+                       "PRIMARY KEY (fam, labels)) WITHOUT ROWID")
+            self._snapdb = db
+        return self._snapdb
 
     def replay(self, after_seq: int, batch: int = 10_000) -> Iterator[tuple[int, tuple]]:
         """Yield (seq, row) for every event after ``after_seq``, in order."""
@@ -279,14 +393,17 @@ class Ledger:
         finally:
             db.close()
 
-    def sums(self, start_ts: float, end_ts: float) -> list[tuple[str, str, str, str, float]]:
-        """Priced spend per (provider, model, tenant, endpoint) for events in [start, end)."""
+    def sums(self, start_ts: float, end_ts: float,
+             max_seq: int | None = None) -> list[tuple[str, str, str, str, float]]:
+        """Priced spend per (provider, model, tenant, endpoint) for events in [start, end)
+        (only those with ``seq <= max_seq`` if given)."""
         db = sqlite3.connect(self.path)
         try:
             return db.execute(
                 "SELECT provider, model, tenant, endpoint, sum(cost) FROM events "
-                "WHERE ts >= ? AND ts < ? AND cost IS NOT NULL "
-                "GROUP BY provider, model, tenant, endpoint", (start_ts, end_ts)).fetchall()
+                "WHERE ts >= ? AND ts < ? AND cost IS NOT NULL AND seq <= ? "
+                "GROUP BY provider, model, tenant, endpoint",
+                (start_ts, end_ts, (1 << 63) - 1 if max_seq is None else max_seq)).fetchall()
         finally:
             db.close()
 
@@ -295,4 +412,8 @@ class Ledger:
 
     def close(self) -> None:
         with self.lock:
+            self.ids.close()
             self._db.close()
+        with self._snap_lock:
+            if self._snapdb is not None:
+                self._snapdb.close()

@@ -37,18 +37,29 @@ class CounterFamily:
         self.name, self.help, self.labelnames = name, help_text, labelnames
         self.cells: dict[tuple[str, ...], list[float]] = {}
         self.prefix: dict[tuple[str, ...], str] = {}
+        self.key_of: dict[int, tuple[str, ...]] = {}      # id(cell) -> its label values
 
     def cell(self, values: tuple[str, ...]) -> list[float]:
         c = self.cells.get(values)
         if c is None:
-            c = self.cells[values] = [0.0]
+            # prefix first: a concurrent view() that sees the cell finds its prefix
             self.prefix[values] = f"{self.name}{{{label_str(self.labelnames, values)}}} "
+            c = self.cells[values] = [0.0]
+            self.key_of[id(c)] = values
         return c
 
-    def render(self, out: list[str]) -> None:
+    def view(self) -> list:
+        """(prefix, cell) pairs, taken without the ingest lock: ``list(dict.items())`` runs in
+        C under the GIL, so it never sees the dict change size; cells are read live later."""
+        prefix, items = self.prefix, list(self.cells.items())
+        return [(prefix[k], c) for k, c in items]
+
+    def render_view(self, view: list, out: list[str]) -> None:
         out.append(header(self.name, self.kind, self.help))
-        prefix = self.prefix
-        out.append("".join([f"{prefix[k]}{c[0]!r}\n" for k, c in self.cells.items()]))
+        out.append("".join([f"{p}{c[0]!r}\n" for p, c in view]))
+
+    def render(self, out: list[str]) -> None:
+        self.render_view(self.view(), out)
 
     def state(self) -> list:
         return [[list(k), c[0]] for k, c in self.cells.items()]
@@ -72,28 +83,38 @@ class HistogramFamily:
         # cell layout: [count in bucket 0 .. count in +Inf bucket, sum]
         self.cells: dict[tuple[str, ...], list[float]] = {}
         self.prefix: dict[tuple[str, ...], tuple[list[str], str, str]] = {}
+        self.key_of: dict[int, tuple[str, ...]] = {}      # id(cell) -> its label values
 
     def cell(self, values: tuple[str, ...]) -> list[float]:
         c = self.cells.get(values)
         if c is None:
-            c = self.cells[values] = [0] * (len(self.bounds) + 1) + [0.0]
             ls = label_str(self.labelnames, values)
             sep = "," if ls else ""
-            self.prefix[values] = (
+            self.prefix[values] = (     # prefix first: a concurrent view() finds it
                 [f'{self.name}_bucket{{{ls}{sep}le="{le}"}} ' for le in self.les],
                 f"{self.name}_sum{{{ls}}} ", f"{self.name}_count{{{ls}}} ")
+            c = self.cells[values] = [0] * (len(self.bounds) + 1) + [0.0]
+            self.key_of[id(c)] = values
         return c
 
     def observe(self, cell: list[float], v: float) -> None:
         cell[bisect_left(self.bounds, v)] += 1
         cell[-1] += v
 
+    def view(self) -> list:
+        prefix, items = self.prefix, list(self.cells.items())     # see CounterFamily.view
+        return [(prefix[k], c) for k, c in items]
+
     def render(self, out: list[str]) -> None:
+        self.render_view(self.view(), out)
+
+    def render_view(self, view: list, out: list[str]) -> None:
+        """Counts are read while ingest may add to them: each value only grows, and the
+        buckets are read first, so no sample ever goes backwards."""
         out.append(header(self.name, self.kind, self.help))
         lines = []
         n = len(self.bounds) + 1
-        for k, c in self.cells.items():
-            buckets, sum_p, count_p = self.prefix[k]
+        for (buckets, sum_p, count_p), c in view:
             acc = 0
             for i in range(n):
                 acc += c[i]
@@ -144,6 +165,10 @@ class Store:
         self.families = (self.cost, self.calls, self.errors, self.tokens, self.duration,
                          self.hits, self.lookups, self.savings, self.unpriced)
         self.routes: dict[tuple[str, str, str, str], _Route] = {}
+        # Snapshots write only what changed: the routes applied since the last delta()
+        # (every cell when _all, e.g. after a restore from an older whole-state snapshot).
+        self._dirty: set[_Route] = set()
+        self._all = True
 
     # ---- hot path -----------------------------------------------------------
     def _route(self, key: tuple[str, str, str, str]) -> _Route:
@@ -168,6 +193,7 @@ class Store:
         """Apply one ledger row (ledger.COLUMNS order)."""
         key = row[2:6]
         r = self.routes.get(key) or self._route(key)
+        self._dirty.add(r)
         hit = row[ROW_CACHE_HIT]
         if hit is not None:
             if r.lookups is None:
@@ -217,6 +243,15 @@ class Store:
         for f in self.families:
             f.render(out)
 
+    def view(self) -> list:
+        """A list of every cell, taken while ingest goes on (see CounterFamily.view)."""
+        return [(f, f.view()) for f in self.families]
+
+    @staticmethod
+    def render_view(view: list, out: list[str]) -> None:
+        for f, v in view:
+            f.render_view(v, out)
+
     def series_count(self) -> int:
         return sum(len(f) for f in self.families)
 
@@ -224,10 +259,44 @@ class Store:
     def state(self) -> dict:
         return {"families": {f.name: f.state() for f in self.families}, "guard": self.guard.state()}
 
+    def delta(self) -> list[tuple[str, tuple, list]]:
+        """``(family, label values, cell values)`` of every cell changed since the last call
+        (all of them the first time, or after ``restore``): the snapshot's share of the store,
+        proportional to what changed. Call under the ingest lock."""
+        dirty, self._dirty = self._dirty, set()
+        if self._all:
+            self._all = False
+            return [(f.name, k, list(c)) for f in self.families for k, c in f.cells.items()]
+        out: dict[int, tuple] = {}
+        for r in dirty:
+            for fam, c in ((self.calls, r.calls), (self.errors, r.errors), (self.cost, r.cost),
+                           (self.duration, r.duration), (self.unpriced, r.unpriced), (self.hits, r.hits),
+                           (self.lookups, r.lookups), (self.savings, r.savings)):
+                if c is not None:
+                    out[id(c)] = (fam.name, fam.key_of[id(c)], list(c))
+            for c in r.tokens:
+                out[id(c)] = (self.tokens.name, self.tokens.key_of[id(c)], list(c))
+        return list(out.values())
+
+    def restore_cells(self, guard: dict, cells) -> None:
+        """Restore from the cells written by ``delta`` (rows ``(family, labels, values)``)."""
+        self.guard.restore(guard)
+        fams = {f.name: f for f in self.families}
+        rows: dict[str, list] = {}
+        for name, labels, values in cells:
+            if name in fams:
+                v = values if isinstance(fams[name], HistogramFamily) else values[0]
+                rows.setdefault(name, []).append([labels, v])
+        for name, r in rows.items():
+            fams[name].restore(r)
+        self.routes.clear()
+        self._dirty, self._all = set(), False
+
     def restore(self, state: dict) -> None:
         self.guard.restore(state.get("guard", {}))
         fams = state.get("families", {})
         for f in self.families:
             f.restore(fams.get(f.name, []))
         self.routes.clear()
+        self._dirty, self._all = set(), True      # the next snapshot writes every cell
 
