@@ -21,7 +21,7 @@ from exporter_support import parse_metrics, sample
 def row(eid, tenant="t", cost=0.01, ts=None):
     """A ledger row (ledger.COLUMNS order)."""
     r = dict(zip(COLUMNS, (eid, time.time() if ts is None else ts, "openai", "gpt-4o", tenant, "/e")))
-    r.update(input=1, output=1, cost=cost, cost_given=1, received=time.time())
+    r.update(input=1, output=1, cost=cost, cost_given=1, received=time.time() if ts is None else ts)
     return tuple(r.get(c, 0 if c not in ("duration", "cache_hit") else None) for c in COLUMNS)
 
 
@@ -205,7 +205,7 @@ def test_pruning_drops_idempotency_runs_with_their_events(tmp_path, monkeypatch)
         led.append([row(f"{b}-{i}", ts=1_790_000_000.0 + b) for i in range(100)])
         wait_flushed(led)
     assert len(led.ids.runs) == 6
-    assert led.prune(before_ts=1_790_000_003.0, max_seq=10**9) == 300
+    assert led.prune(received_before=1_790_000_003.0, max_seq=10**9) == 300
     assert len(led.ids.runs) == 3
     # a pruned event's id is past the idempotency window: accepted again; a kept one is not
     assert led.append([row("0-5"), row("4-5")])[0] == [0]

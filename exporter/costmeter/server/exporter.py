@@ -42,7 +42,7 @@ SNAPSHOT = "exporter"
 # Counters that leave no ledger row (duplicates, rejections, infrastructure USD, billing API
 # cost) as last served: saved durably before a scrape's answer leaves, so a crash never
 # takes them back.
-EXPOSED = "exposed"
+SERVED = "served"            # written by Ledger.save_served
 
 
 @dataclass
@@ -170,7 +170,7 @@ class Exporter:
 
     def _restore_exposed(self) -> None:
         """Raise counters without ledger rows to what a scrape last saw (never lower them)."""
-        _, seen = self.ledger.load_snapshot(EXPOSED)
+        _, seen = self.ledger.load_snapshot(SERVED)
         if not seen:
             return
         h = self.health
@@ -198,7 +198,7 @@ class Exporter:
                                             for name, st in self.billing.scheduler.state().items()}
             seen["http"] = self._http_counters()
             if seen != self._exposed:
-                self.ledger.save_snapshot(EXPOSED, 0, seen)
+                self.ledger.save_served(seen)
                 self._exposed = seen
 
     def _http_counters(self) -> dict[str, float]:

@@ -91,13 +91,14 @@ MARKER = "ledger.present"     # beside ledger.db from its first open: says a led
 
 def _emptied(state_dir: str, path: str) -> str | None:
     """Why ``state_dir`` looks like it held a ledger that is gone now, or None."""
-    if os.path.exists(path):
-        return f"{path} is empty (0 bytes)" if os.path.getsize(path) == 0 else None
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        return None
     for name in (MARKER, "ledger.db-wal", "snapshots.db", "governance.jsonl"):
         other = os.path.join(state_dir, name)
         if os.path.exists(other) and os.path.getsize(other) > 0:
-            return f"{path} is missing, but {other} is there from an earlier run"
-    return None
+            what = "is empty (0 bytes)" if os.path.exists(path) else "is missing"
+            return f"{path} {what}, but {other} is there from an earlier run"
+    return None         # a first start (SQLite may have made an empty file a moment ago)
 
 
 class _Pending:
@@ -328,6 +329,13 @@ class Ledger:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def save_served(self, data: dict) -> None:
+        """Durably save the counters a scrape is about to serve that have no ledger rows
+        (read back with ``load_snapshot("served")``); one small fsynced write."""
+        text = json.dumps(data, separators=(",", ":"))
+        with self._snap_lock:
+            self._snap().execute("INSERT OR REPLACE INTO snapshots VALUES ('served', 0, ?)", (text,))
 
     def load_cells(self) -> Iterator[tuple[str, list, list]]:
         """Every cell saved with the snapshots: ``(family, labels, values)``."""
