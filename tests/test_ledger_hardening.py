@@ -162,3 +162,40 @@ def test_a_deleted_ledger_is_noticed_by_its_marker_and_an_old_wal_is_moved_aside
         assert any(p.name.startswith("ledger.db-wal.lost-") for p in state.iterdir())
     finally:
         led.close()
+
+
+def test_background_integrity_check_turns_not_ready_and_refuses_writes_on_damage(tmp_path, monkeypatch):
+    import threading
+    import requests
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("storage: {integrity_check: background}\n")
+    found = threading.Event()
+
+    def damaged_after_ready(self):
+        found.wait(10)                         # the check finishes after the exporter is ready
+        raise self.damaged("database disk image is malformed")
+    monkeypatch.setattr(Ledger, "check_integrity", damaged_after_ready)
+    exp = Exporter.embedded(state_dir=str(tmp_path / "state"), config_file=str(cfg))
+    try:
+        assert exp.ready and requests.get(exp.url + "/-/ready").status_code == 200
+        found.set()
+        deadline = time.monotonic() + 5
+        while exp.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert requests.get(exp.url + "/-/ready").status_code == 503
+        r = requests.post(exp.url + "/v1/events", json=[{"provider": "openai", "cost_usd": 1.0}])
+        assert r.status_code == 503 and "the ledger is damaged" in r.json()["error"]
+        assert exp.ledger.count() == 0
+    finally:
+        exp.stop()
+
+
+def test_integrity_check_setting_is_validated(tmp_path):
+    import pytest
+    from costmeter.config.loader import ConfigError
+    from costmeter.config.settings import load_settings
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("storage:\n  integrity_check: never\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(str(cfg))
+    assert str(e.value).startswith(f"{cfg}:2: storage.integrity_check: must be start or background")

@@ -15,6 +15,7 @@ relative to the file's directory.
       path: /var/lib/costmeter         # ledger.db and governance.jsonl live here
       snapshot_interval_seconds: 10
       retention_days: 400              # raw events kept for reports and de-duplication
+      integrity_check: start           # or background: ready at once, refuse writes if damaged
     budgets_file: budgets.yaml
     pricing_file: pricing.yaml          # merged over the built-in price table
     governance_log: governance.jsonl    # relative to storage.path
@@ -60,6 +61,7 @@ class Settings:
     state_dir: str = field(default_factory=default_state_dir)
     snapshot_interval_seconds: float = 10.0
     retention_days: float = 400.0
+    integrity_check: str = "start"       # "start": ready only after PRAGMA quick_check; "background"
     start_empty: bool = False      # --storage.start-empty: open where a ledger was lost
     budgets_file: str | None = None
     pricing_file: str | None = None
@@ -125,7 +127,8 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
         if "max_connections" in web:
             s.max_connections = int(loader.expect_number(doc, ("web", "max_connections"), web["max_connections"],
                                                          minimum=2, maximum=100_000))
-        st = loader.expect_mapping(doc, ("storage",), top.get("storage"), ("path", "snapshot_interval_seconds", "retention_days"))
+        st = loader.expect_mapping(doc, ("storage",), top.get("storage"), ("path", "snapshot_interval_seconds", "retention_days",
+                                                                                   "integrity_check"))
         if "path" in st:
             s.state_dir = rel(loader.expect_str(doc, ("storage", "path"), st["path"]))
         if "snapshot_interval_seconds" in st:
@@ -133,6 +136,11 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
                 doc, ("storage", "snapshot_interval_seconds"), st["snapshot_interval_seconds"], minimum=1, maximum=3600)
         if "retention_days" in st:
             s.retention_days = loader.expect_number(doc, ("storage", "retention_days"), st["retention_days"], minimum=1)
+        if "integrity_check" in st:
+            if st["integrity_check"] not in ("start", "background"):
+                raise doc.error(("storage", "integrity_check"),
+                                f"must be start or background, got {st['integrity_check']!r}")
+            s.integrity_check = st["integrity_check"]
         for key in ("budgets_file", "pricing_file"):
             if key in top:
                 setattr(s, key, rel(loader.expect_str(doc, (key,), top[key])))

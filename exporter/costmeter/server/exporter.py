@@ -24,7 +24,7 @@ from costmeter.server.exposition import gauge_family
 from costmeter.budgets.governance import GovernanceLog
 from costmeter.server.decode import Invalid
 from costmeter.server.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
-                     Ledger)
+                     Ledger, LedgerError)
 from costmeter.pricing import PricingTable
 from costmeter.collectors.resources import ResourceSampler
 from costmeter.config.billing import BillingConfig, unknown_sources
@@ -99,6 +99,7 @@ class Exporter:
         self._expose_lock = threading.Lock()
         self._exposed: dict | None = None
         self._http_base = {"evicted": 0.0, "refused": 0.0}   # HTTP counters of earlier runs
+        self.damage: str | None = None   # the integrity check's finding (storage.integrity_check: background)
         self._stop = threading.Event()
         self._reload_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -114,9 +115,13 @@ class Exporter:
         try:
             try:
                 self._restore()
-                t0 = time.monotonic()
-                self.ledger.check_integrity()       # ran beside the restore
-                log.info("ledger integrity check passed (waited %.2fs after the restore)", time.monotonic() - t0)
+                if self.settings.integrity_check == "start":
+                    t0 = time.monotonic()
+                    self.ledger.check_integrity()       # ran beside the restore
+                    log.info("ledger integrity check passed (waited %.2fs after the restore)",
+                             time.monotonic() - t0)
+                else:
+                    self._spawn(self._check_in_background, "costmeter-integrity-wait")
             except sqlite3.DatabaseError as e:     # a damaged page met by the restore itself
                 raise self.ledger.damaged(e) from None
         except BaseException:
@@ -167,6 +172,18 @@ class Exporter:
         self.health["accepted"] += replayed
         self.billing.push_budgets()
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
+
+    def _check_in_background(self) -> None:
+        """storage.integrity_check: background. Damage found after ready: not ready any more,
+        and every write refused with the file named, until an operator acts."""
+        try:
+            self.ledger.check_integrity()
+        except LedgerError as e:
+            self.damage = str(e)
+            self.ready = False
+            log.error("%s", e)
+        else:
+            log.info("ledger integrity check passed (in the background)")
 
     def _restore_exposed(self) -> None:
         """Raise counters without ledger rows to what a scrape last saw (never lower them)."""
@@ -281,6 +298,8 @@ class Exporter:
     # ---- ingest ----------------------------------------------------------------
     def ingest(self, objs: list, now: float | None = None) -> IngestResult:
         """Validate, price and durably record events; returns what happened to each."""
+        if self.damage is not None:
+            raise LedgerError(self.damage)
         now = time.time() if now is None else now
         result = IngestResult()
         rows: list[tuple] = []
