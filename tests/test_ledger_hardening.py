@@ -36,6 +36,15 @@ def test_prune_stops_at_the_first_event_received_after_the_cutoff(tmp_path):
     assert [seq for seq, _ in led.replay(0)] == [6, 7, 8, 9, 10]
 
 
+def test_pruning_everything_never_hands_out_a_sequence_number_again(tmp_path):
+    led = Ledger(str(tmp_path))
+    led.append([row(i, ts=0.0, received=100.0 + i) for i in range(5)])
+    assert led.prune(received_before=1e12, max_seq=5) == 4            # all old, but the newest stays
+    assert [seq for seq, _ in led.replay(0)] == [5]
+    led.append([row(i, ts=0.0, received=200.0) for i in range(5, 7)])
+    assert [seq for seq, _ in led.replay(5)] == [6, 7]                 # after the snapshot's seq: seen
+
+
 def test_replaying_a_week_old_spool_with_short_retention_never_double_counts(tmp_path):
     exp = Exporter.embedded(state_dir=str(tmp_path), listen_address=None)
     try:
@@ -51,7 +60,7 @@ def test_replaying_a_week_old_spool_with_short_retention_never_double_counts(tmp
         assert exp.health["accepted"] == 10
         from costmeter.server import costs
         costs.for_ledger(exp.ledger.path).catch_up()           # folded into the costs rollup, as housekeeping does
-        assert exp.prune(now=time.time() + 2 * 86400) == 10     # gone a retention after receipt
+        assert exp.prune(now=time.time() + 2 * 86400) == 9      # gone a retention after receipt (the newest row stays)
     finally:
         exp.stop()
 

@@ -350,11 +350,16 @@ class Ledger:
         By receipt time, not event time: an event's id must stay known for the whole
         retention after it arrived, or a retry of an old event (a replayed spool) would
         be counted again. Rows are in receipt order, so this walks only the rows it deletes.
+
+        The newest row is always kept: ``seq`` is SQLite's rowid, which restarts from the
+        largest one left, so an emptied table would hand out sequence numbers again that
+        snapshots, the costs rollup and the id index have already seen.
         """
         with self.lock:
             cur = self._db.execute(
                 "DELETE FROM events WHERE seq <= ? AND seq < coalesce("
-                "(SELECT seq FROM events WHERE received >= ? ORDER BY seq LIMIT 1), ? + 1)",
+                "(SELECT seq FROM events WHERE received >= ? ORDER BY seq LIMIT 1), ? + 1) "
+                "AND seq < (SELECT max(seq) FROM events)",
                 (max_seq, received_before, max_seq))
             if cur.rowcount:
                 first = self._db.execute("SELECT min(seq) FROM events").fetchone()[0]
