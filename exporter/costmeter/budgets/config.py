@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from costmeter.config import loader
 from costmeter.budgets.periods import ALL_PERIODS, FIXED, PERIODS, to_timestamp
-from costmeter.config.loader import ConfigError, ConfigErrors, Doc
+from costmeter.config.loader import ConfigError, Doc, ErrorCollector
 
 __all__ = ["Thresholds", "BudgetSpec", "BudgetConfig", "load_budgets", "loads_budgets", "budgets_from_doc",
            "SELECTOR_KEYS", "LEVELS", "STATUSES", "ENV_VARS", "GLOBAL", "TENANT_PREFIX"]
@@ -106,29 +106,6 @@ class BudgetConfig:
 
 # ---- configuration -------------------------------------------------------------
 
-class _Errors:
-    """Collects ConfigError so that one run reports every problem."""
-
-    def __init__(self):
-        self.errors: list[ConfigError] = []
-
-    def run(self, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except ConfigError as e:
-            self.errors.append(e)
-        except ConfigErrors as e:
-            self.errors.extend(e.errors)
-        return None
-
-    def raise_if_any(self):
-        self.errors.sort(key=lambda e: (e.file != "environment", e.line or 0))   # file order; env first
-        if len(self.errors) == 1:
-            raise self.errors[0]
-        if self.errors:
-            raise ConfigErrors(self.errors)
-
-
 def _tz(doc: Doc, path, value) -> str:
     name = loader.expect_str(doc, path, value)
     try:
@@ -167,7 +144,7 @@ def _thresholds(doc: Doc, path, value, base: Thresholds) -> Thresholds:
     return _check_order(doc, path, Thresholds(**vals))
 
 
-def _period_limits(doc: Doc, path, value, errs: _Errors) -> dict[str, float]:
+def _period_limits(doc: Doc, path, value, errs: ErrorCollector) -> dict[str, float]:
     m = loader.expect_mapping(doc, path, value, PERIODS)
     out = {}
     for p, v in m.items():
@@ -220,10 +197,10 @@ def _env_number(env: Mapping[str, str], var: str, *, ratio: bool) -> float | Non
 def budgets_from_doc(doc: Doc, env: Mapping[str, str] | None = None) -> BudgetConfig:
     """Validate a parsed budgets document (and the environment) into a BudgetConfig."""
     env = os.environ if env is None else env
-    errs = _Errors()
+    errs = ErrorCollector()
     top = errs.run(loader.expect_mapping, doc, (), doc.data, TOP_KEYS)
     if top is None:
-        errs.raise_if_any()
+        errs.raise_if_any(order=lambda e: (e.file != "environment", e.line or 0))   # file order; env first
 
     # Environment first: it decides the defaults every budget below inherits.
     env_vals = {var: errs.run(_env_number, env, var, ratio=var.startswith("BUDGET_")) for var in ENV_VARS}
@@ -308,13 +285,13 @@ def budgets_from_doc(doc: Doc, env: Mapping[str, str] | None = None) -> BudgetCo
         if env_vals[var] is not None:
             tenant_defaults[period] = env_vals[var]
 
-    errs.raise_if_any()
+    errs.raise_if_any(order=lambda e: (e.file != "environment", e.line or 0))   # file order; env first
     refs = [(s.name, s.billing_source, doc.line(seen[(s.name, s.period)][:-1] + ("billing_source",)))
             for s in specs if s.billing_source]
     return BudgetConfig(specs, tenant_defaults, defaults, tz, doc.file, refs)
 
 
-def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: _Errors):
+def _rich_budget(doc: Doc, path, item, defaults: Thresholds, tz: str, errs: ErrorCollector):
     m = loader.expect_mapping(doc, path, item, BUDGET_KEYS)
     if not m:
         raise doc.error(path, "a budget needs at least name and limit_usd")

@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from costmeter.config import loader
-from costmeter.config.loader import ConfigError, ConfigErrors, Doc
+from costmeter.config.loader import ConfigError, Doc, ErrorCollector
 
 __all__ = ["BillingConfig", "SourceConfig", "SecretUnavailable", "parse_duration", "unknown_sources", "TYPES",
            "AWS_METRICS"]
@@ -119,41 +119,29 @@ class BillingConfig:
         Raises ConfigError or ConfigErrors, each with file, line and key."""
         path = tuple(path)
         section = loader.expect_mapping(doc, path, value, ("interval", "sources"))
-        errors: list[ConfigError] = []
-
-        def attempt(fn: Callable[[], Any]) -> Any:
-            try:
-                return fn()
-            except ConfigErrors as e:
-                errors.extend(e.errors)
-            except ConfigError as e:
-                errors.append(e)
-            return None
+        errs = ErrorCollector()
 
         cfg = cls()
         if "interval" in section:
-            cfg.interval = attempt(lambda: _interval(doc, path + ("interval",), section["interval"])) or cfg.interval
+            cfg.interval = errs.run(lambda: _interval(doc, path + ("interval",), section["interval"])) or cfg.interval
         items = section.get("sources")
         if items is not None and not isinstance(items, list):
-            errors.append(doc.error(path + ("sources",), f"must be a list of sources, got {type(items).__name__}"))
+            errs.errors.append(doc.error(path + ("sources",), f"must be a list of sources, got {type(items).__name__}"))
             items = None
         base_dir = os.path.dirname(os.path.abspath(doc.file)) if doc.file else os.getcwd()
         seen: dict[str, int] = {}
         for i, item in enumerate(items or []):
             p = path + ("sources", i)
-            src = attempt(lambda p=p, item=item: _source(doc, p, item, cfg.interval, base_dir))
+            src = errs.run(lambda p=p, item=item: _source(doc, p, item, cfg.interval, base_dir))
             if src is None:
                 continue
             if src.name in seen:
-                errors.append(doc.error(p + ("name",), f"duplicate source name {src.name!r} "
+                errs.errors.append(doc.error(p + ("name",), f"duplicate source name {src.name!r} "
                                                        f"(first at line {doc.line(path + ('sources', seen[src.name]))})"))
                 continue
             seen[src.name] = i
             cfg.sources.append(src)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ConfigErrors(errors)
+        errs.raise_if_any()
         return cfg
 
 

@@ -40,6 +40,32 @@ class ConfigErrors(Exception):
         super().__init__("\n".join(e.render() for e in self.errors))
 
 
+class ErrorCollector:
+    """Collects ConfigError from each check so that one run reports every problem."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def run(self, fn, *args, **kw):
+        """``fn(*args, **kw)``, or None with its ConfigError(s) collected."""
+        try:
+            return fn(*args, **kw)
+        except ConfigErrors as e:
+            self.errors.extend(e.errors)
+        except ConfigError as e:
+            self.errors.append(e)
+        return None
+
+    def raise_if_any(self, order=None) -> None:
+        """Raise the one error, or ConfigErrors of all (sorted by ``order`` when given)."""
+        if order is not None:
+            self.errors.sort(key=order)
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
 def key_name(path: KeyPath) -> str:
     out = ""
     for part in path:

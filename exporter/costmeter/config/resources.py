@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from costmeter.config import loader
-from costmeter.config.loader import ConfigError, ConfigErrors, Doc
+from costmeter.config.loader import Doc, ErrorCollector
 
 __all__ = ["DEFAULT_CPU_CORE_HOUR_USD", "DEFAULT_MEMORY_GIB_HOUR_USD", "HOST_TARGET", "SELF_TARGET",
            "ProcessTarget", "ResourcesConfig"]
@@ -70,20 +70,11 @@ class ResourcesConfig:
         ConfigErrors (several), each with file, line and key."""
         path = tuple(path)
         section = loader.expect_mapping(doc, path, value, _KEYS)
-        errors: list[ConfigError] = []
+        errs = ErrorCollector()
         cfg = cls()
 
-        def attempt(fn: Callable[[], Any]) -> Any:
-            try:
-                return fn()
-            except ConfigErrors as e:
-                errors.extend(e.errors)
-            except ConfigError as e:
-                errors.append(e)
-            return None
-
         if "interval_seconds" in section:
-            v = attempt(lambda: loader.expect_number(doc, path + ("interval_seconds",),
+            v = errs.run(lambda: loader.expect_number(doc, path + ("interval_seconds",),
                                                        section["interval_seconds"], positive=True))
             if v is not None:
                 cfg.interval_seconds = v
@@ -92,37 +83,34 @@ class ResourcesConfig:
                 if isinstance(section[key], bool):
                     setattr(cfg, attr, section[key])
                 else:
-                    errors.append(doc.error(path + (key,), f"must be true or false, got {section[key]!r}"))
+                    errs.errors.append(doc.error(path + (key,), f"must be true or false, got {section[key]!r}"))
         for key in ("cpu_core_hour_usd", "memory_gib_hour_usd"):
             if key in section:
-                v = attempt(lambda key=key: loader.expect_number(doc, path + (key,), section[key], minimum=0))
+                v = errs.run(lambda key=key: loader.expect_number(doc, path + (key,), section[key], minimum=0))
                 if v is not None:
                     setattr(cfg, key, v)
 
         procs = section.get("processes")
         if procs is not None and not isinstance(procs, list):
-            errors.append(doc.error(path + ("processes",), f"must be a list, got {type(procs).__name__}"))
+            errs.errors.append(doc.error(path + ("processes",), f"must be a list, got {type(procs).__name__}"))
             procs = None
         base_dir = os.path.dirname(os.path.abspath(doc.file)) if doc.file else os.getcwd()
         seen = {t: None for t in cfg.targets()}
         for i, entry in enumerate(procs or []):
             p = path + ("processes", i)
-            pt = attempt(lambda p=p, entry=entry: _process_target(doc, p, entry, base_dir))
+            pt = errs.run(lambda p=p, entry=entry: _process_target(doc, p, entry, base_dir))
             if pt is None:
                 continue
             if pt.target in seen:
                 why = ("is reserved for `host: true`" if pt.target == HOST_TARGET and cfg.host else
                        "is reserved for `self: true`" if pt.target == SELF_TARGET and cfg.self_process else
                        "is used by another entry")
-                errors.append(doc.error(p + ("target",), f"target {pt.target!r} {why}"))
+                errs.errors.append(doc.error(p + ("target",), f"target {pt.target!r} {why}"))
                 continue
             seen[pt.target] = None
             cfg.processes.append(pt)
 
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ConfigErrors(errors)
+        errs.raise_if_any()
         return cfg
 
 

@@ -75,7 +75,7 @@ from typing import Any
 import bcrypt
 
 from costmeter.config import loader
-from costmeter.config.loader import ConfigError, ConfigErrors, Doc
+from costmeter.config.loader import Doc, ErrorCollector
 
 __all__ = ["WebConfig", "load_web_config"]
 
@@ -239,28 +239,8 @@ def load_web_config(path: str) -> WebConfig:
     return _build(doc, os.path.dirname(os.path.abspath(path)))
 
 
-class _Collector:
-    def __init__(self) -> None:
-        self.errors: list[ConfigError] = []
-
-    def run(self, fn, *args) -> Any:
-        try:
-            return fn(*args)
-        except ConfigErrors as e:
-            self.errors.extend(e.errors)
-        except ConfigError as e:
-            self.errors.append(e)
-        return None
-
-    def raise_if_any(self) -> None:
-        if len(self.errors) == 1:
-            raise self.errors[0]
-        if self.errors:
-            raise ConfigErrors(self.errors)
-
-
 def _build(doc: Doc, base_dir: str) -> WebConfig:
-    errs = _Collector()
+    errs = ErrorCollector()
     top = loader.expect_mapping(doc, (), doc.data, _TOP_KEYS)
     for path, message in _UNSUPPORTED.items():
         node: Any = top
@@ -278,7 +258,7 @@ def _build(doc: Doc, base_dir: str) -> WebConfig:
 def _users(doc: Doc, value: Any) -> dict[str, str]:
     path = ("basic_auth_users",)
     users = loader.expect_mapping(doc, path, value)
-    errs = _Collector()
+    errs = ErrorCollector()
     out: dict[str, str] = {}
     for user, hashed in users.items():
         p = path + (user,)
@@ -309,7 +289,7 @@ def _http(doc: Doc, value: Any) -> dict[str, str]:
         raise doc.error(path + ("http2",), f"must be true or false, got {http['http2']!r}")
     hpath = path + ("headers",)
     headers = loader.expect_mapping(doc, hpath, http.get("headers"))
-    errs = _Collector()
+    errs = ErrorCollector()
     out: dict[str, str] = {}
     for name, v in headers.items():
         p = hpath + (name,)
@@ -349,7 +329,7 @@ def _tls(doc: Doc, value: Any, base_dir: str) -> ssl.SSLContext | None:
     tls = loader.expect_mapping(doc, path, value, _TLS_KEYS)
     if not tls:
         return None
-    errs = _Collector()
+    errs = ErrorCollector()
 
     def k(name: str) -> tuple:
         return path + (name,)
