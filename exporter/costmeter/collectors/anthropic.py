@@ -23,8 +23,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Callable
 
 from costmeter.collectors.billing import Pull, PullError
-from costmeter.collectors.billing_http import JsonGetter, field, pages
-from costmeter.config.billing import SecretUnavailable, SourceConfig
+from costmeter.collectors.billing_http import JsonGetter, api_key, field, pull_pages
+from costmeter.config.billing import SourceConfig
 
 __all__ = ["AnthropicCosts", "API_VERSION"]
 
@@ -44,20 +44,12 @@ class AnthropicCosts:
         self.http = JsonGetter(cfg.name, cfg.key_origin, sleep)
 
     def pull(self, start: date, end: date) -> Pull:
-        try:
-            key = self.cfg.api_key()
-        except SecretUnavailable as e:
-            raise PullError(str(e)) from None
+        key = api_key(self.cfg)
         url = self.cfg.base_url + PATH
         headers = {"x-api-key": key, "anthropic-version": API_VERSION, "Accept": "application/json"}
         base = [("starting_at", _rfc3339(start)), ("ending_at", _rfc3339(end)), ("bucket_width", "1d"),
                 ("group_by[]", "description"), ("limit", "31")]
-        out = Pull(start, end)
-        before = self.http.requests
-        for body in pages(self.http, url, PATH, base, headers):
-            self._page(body, out)
-        out.requests = self.http.requests - before
-        return out
+        return pull_pages(self.http, url, PATH, base, headers, Pull(start, end), self._page)
 
     def _page(self, body: dict, out: Pull) -> None:
         for i, bucket in enumerate(field(body, "data", list, PATH)):

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from costmeter.collectors.billing import AuthError, PullError
+from costmeter.collectors.billing import AuthError, Pull, PullError
+from costmeter.config.billing import SecretUnavailable, SourceConfig
 
 __all__ = ["JsonGetter", "ATTEMPTS"]
 
@@ -126,3 +127,21 @@ def pages(http: JsonGetter, url: str, path: str, params: list, headers: dict) ->
             raise PullError(f"GET {path}: next_page {page!r} repeats: the pages loop")
         seen.add(page)
     raise PullError(f"GET {path}: more than {MAX_PAGES} pages")
+
+
+def api_key(cfg: SourceConfig) -> str:
+    """The source's admin key; a key that cannot be read is a PullError for that source."""
+    try:
+        return cfg.api_key()
+    except SecretUnavailable as e:
+        raise PullError(str(e)) from None
+
+
+def pull_pages(http: JsonGetter, url: str, path: str, params: list, headers: dict, out: Pull,
+               on_page: Callable[[dict, Pull], None]) -> Pull:
+    """Read every page into ``out`` with ``on_page`` and count the requests it took."""
+    before = http.requests
+    for body in pages(http, url, path, params, headers):
+        on_page(body, out)
+    out.requests = http.requests - before
+    return out

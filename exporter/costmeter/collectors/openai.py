@@ -20,8 +20,8 @@ from datetime import date
 from typing import Callable
 
 from costmeter.collectors.billing import Pull, PullError, day_start_ts, utc_day
-from costmeter.collectors.billing_http import JsonGetter, field, pages
-from costmeter.config.billing import SecretUnavailable, SourceConfig
+from costmeter.collectors.billing_http import JsonGetter, api_key, field, pull_pages
+from costmeter.config.billing import SourceConfig
 
 __all__ = ["OpenAICosts"]
 
@@ -36,20 +36,12 @@ class OpenAICosts:
         self.http = JsonGetter(cfg.name, cfg.key_origin, sleep)
 
     def pull(self, start: date, end: date) -> Pull:
-        try:
-            key = self.cfg.api_key()
-        except SecretUnavailable as e:
-            raise PullError(str(e)) from None
+        key = api_key(self.cfg)
         url = self.cfg.base_url + PATH
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
         base = [("start_time", str(int(day_start_ts(start)))), ("end_time", str(int(day_start_ts(end)))),
                 ("bucket_width", "1d"), ("group_by[]", "line_item"), ("group_by[]", "project_id"), ("limit", "31")]
-        out = Pull(start, end)
-        before = self.http.requests
-        for body in pages(self.http, url, PATH, base, headers):
-            self._page(body, out)
-        out.requests = self.http.requests - before
-        return out
+        return pull_pages(self.http, url, PATH, base, headers, Pull(start, end), self._page)
 
     def _page(self, body: dict, out: Pull) -> None:
         for i, bucket in enumerate(field(body, "data", list, PATH)):
