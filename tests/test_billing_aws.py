@@ -152,7 +152,7 @@ def test_5xx_is_retried_then_given_up_and_every_request_is_counted():
         httpd.server_close()
 
 
-def test_monthly_aws_budget_crosses_80_percent_from_a_pull(moto, tmp_path):
+def test_monthly_aws_budget_crosses_80_percent_from_a_pull(moto, tmp_path, threads_follow_freezegun):
     queue(moto, {"ResultsByTime": [
         day("2026-11-01", "2026-11-02", {"Amazon Elastic Compute Cloud - Compute": "40.0",
                                          "Amazon Relational Database Service": "20.0"}),

@@ -37,7 +37,7 @@ def source(ex: Exporter) -> dict:
 
 
 @pytest.fixture
-def srv(monkeypatch):
+def srv(monkeypatch, threads_follow_freezegun):
     monkeypatch.setenv("TEST_EXPORTER_OPENAI_KEY", KEY)
     with FakeBillingServer(openai_key=KEY) as s:
         s.openai_costs = {date(2026, 11, 2): [openai_result(4.5, "gpt-4o-2024-08-06, input")],
