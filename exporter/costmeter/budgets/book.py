@@ -65,6 +65,7 @@ from zoneinfo import ZoneInfo
 from costmeter.events import iso
 from costmeter.budgets.governance import GovernanceLog
 from costmeter.budgets.periods import FIXED, period_bounds
+from costmeter.budgets import stored as _stored
 
 from costmeter.budgets.config import (LEVELS, STATUSES, TENANT_PREFIX, SELECTOR_KEYS, BudgetConfig, BudgetSpec,
                                       Thresholds, PERIOD_ORDER, MAX_ROUTES, DECISION_LOG_INTERVAL)
@@ -195,7 +196,7 @@ SumsFn = Callable[[float, float], Iterable[tuple[str, str, str, str, float]]]
 class _Track:
     """One period in one timezone (or one fixed range): bounds, and spend per label key."""
     __slots__ = ("period", "tzname", "tz", "fixed", "start", "end", "next_end", "cur", "nxt",
-                 "named", "tlimit", "town", "twarn", "tcur", "tnxt", "tfired", "tqueued")
+                 "named", "tlimit", "town", "twarn", "tcur", "tnxt", "tfired", "tqueued", "sname")
 
     def __init__(self, period: str, tzname: str, fixed: tuple[float, float] | None, now: float):
         self.period, self.tzname, self.fixed = period, tzname, fixed
@@ -210,6 +211,7 @@ class _Track:
         self.tnxt: dict[str, float] = {}
         self.tfired: dict[str, int] = {}
         self.tqueued: set[str] = set()
+        self.sname = _stored.track_name(period, tzname, fixed)     # its name in the snapshot's table
         self._set_bounds(now)
 
     @property
@@ -315,6 +317,11 @@ class _State:
         self.all_named = [i for i in self.named if i.spec.matches((None, None, None, None))]
         self.routes: dict = {}
         self.next_roll = self._min_end()
+        # Incremental snapshots (budgets/stored.py): label keys observed since the last
+        # snapshot, and the tracks whose rows the snapshot table holds (None: the table
+        # cannot be trusted, the next snapshot writes the whole book).
+        self.dirty: set[tuple] = set()
+        self.stored: set[str] | None = None
 
     def _track(self, period, tz, fixed, now) -> _Track:
         key = _track_key(period, tz, fixed)
@@ -365,8 +372,10 @@ class _State:
                         self.pending.append((tr, tenant))
                 else:
                     tr.tnxt[tenant] = tr.tnxt.get(tenant, 0.0) + cost
-        if seen and self.defaults and tenant is not None:
-            self.tenants.add(tenant)
+        if seen:
+            self.dirty.add(key)
+            if self.defaults and tenant is not None:
+                self.tenants.add(tenant)
         for i in self.route(key):
             tr = i.track
             if tr.start <= ts < tr.end:
@@ -400,7 +409,7 @@ class _State:
     # -- persistence ---------------------------------------------------------------
     def load(self, saved: dict | None, sums: SumsFn | None, now: float) -> None:
         """Fill from a saved state (see BudgetBook.state) and, for what it lacks, the ledger."""
-        saved = saved if saved and saved.get("version") == STATE_VERSION else None
+        saved = saved if saved and saved.get("version") == STATE_VERSION and "tracks" in saved else None
         tracks = {}
         named = {}
         if saved is not None:
@@ -450,6 +459,34 @@ class _State:
                            "spend": i.spend, "next_spend": i.next_spend, "fired": i.fired} for i in self.named],
                 "tenant_fired": {f"{tr.period}/{tr.tzname}/{tr.start!r}": dict(tr.tfired)
                                  for tr in self.defaults if tr.tfired}}
+
+    def delta(self) -> _stored.SumsDelta:
+        """The snapshot's share of the book since the last one (caller holds the lock):
+        copies of the sums of the keys observed since, of whole tracks the table lacks,
+        or of everything when it cannot be trusted. Rows and JSON are built later."""
+        stored = self.stored
+        tracks = []
+        names = set()
+        dirty = self.dirty
+        for tr in self.track_list:
+            names.add(tr.sname)
+            whole = stored is None or tr.sname not in stored
+            if whole:
+                cur, nxt = list(tr.cur.items()), list(tr.nxt.items())
+            elif dirty:
+                c, n = tr.cur, tr.nxt
+                cur = [(k, c[k]) for k in dirty if k in c]
+                nxt = [(k, n[k]) for k in dirty if k in n] if n else []
+            else:
+                cur = nxt = []
+            tracks.append((tr.sname, tr.period, tr.tzname, tr.fixed, tr.start, tr.end, tr.next_end, whole, cur, nxt))
+        drop = sorted(stored - names) if stored is not None else []
+        out = _stored.SumsDelta(stored is None, tracks,
+                                [(i, i.track.start, i.spend, i.next_spend, i.fired) for i in self.named],
+                                [(tr.period, tr.tzname, tr.start, dict(tr.tfired)) for tr in self.defaults if tr.tfired],
+                                drop)
+        self.dirty, self.stored = set(), names
+        return out
 
     def copy(self) -> dict:
         """A copy of what ``save`` needs, cheap enough to take under the lock (dict copies)."""
@@ -543,6 +580,11 @@ class BudgetBook:
                 for key, cost, ts in self._journal or ():
                     st.observe(key, cost, ts)
                 st.roll(self._clock())
+                # the snapshot table holds the old state's tracks as of its last snapshot:
+                # the keys changed since then are the old state's dirty ones and the journal's
+                old = self._st
+                st.stored = None if old.stored is None else set(old.stored)
+                st.dirty |= old.dirty
                 self._st, self.config, self._journal = st, rc.config, None
         finally:
             with self._lock:
@@ -619,15 +661,38 @@ class BudgetBook:
             c = self._st.copy()
         return _saved_from_copy(c)
 
-    def load_state(self, saved: dict | None, sums: SumsFn | None = None) -> None:
-        """Restore from ``state()`` output; tracks it lacks are read with ``sums(start, end)``
-        (priced spend per key for ``start <= ts < end``, as of the same point as ``saved``).
-        Call before ingest starts; then replay the ledger after that point through observe."""
+    def load_state(self, saved: dict | None, sums: SumsFn | None = None, rows=None) -> None:
+        """Restore from ``state()`` output, or from ``snapshot_delta().state()`` with ``rows``
+        (the snapshot table's rows, see budgets/stored.py); tracks it lacks are read with
+        ``sums(start, end)`` (priced spend per key for ``start <= ts < end``, as of the same
+        point as ``saved``). Call before ingest starts; then replay the ledger after that
+        point through observe."""
         now = self._clock()
         st = _State(self.config, now)
+        stored = None
+        if saved and saved.get("version") == _stored.VERSION:
+            if rows is None:
+                saved = None                    # the JSON part alone does not hold the sums
+            else:
+                stored = {_stored.track_name(t["period"], t["tz"], t["fixed"]) for t in saved["tracks"]}
+                saved = _stored.inflate(saved, rows)
         st.load(saved, sums, now)
+        st.stored, st.dirty = stored, set()
         with self._lock:
             self._st = st
+
+    def snapshot_delta(self) -> _stored.SumsDelta:
+        """What the next snapshot writes of the book (budgets/stored.py). Call it where the
+        ledger and the book agree (under the exporter's ingest lock): it copies only the
+        sums changed since the last call. If that snapshot is not saved, call
+        ``snapshot_failed``."""
+        with self._lock:
+            return self._st.delta()
+
+    def snapshot_failed(self) -> None:
+        """The last ``snapshot_delta`` was not saved: the next one writes the whole book."""
+        with self._lock:
+            self._st.stored = None
 
     def restore(self, sums: SumsFn) -> None:
         """Recompute every budget's current-period spend from the ledger (no saved state)."""

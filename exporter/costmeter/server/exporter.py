@@ -156,8 +156,9 @@ class Exporter:
         # Budgets: the spend saved with the snapshot (as of ``seq``); only a period the
         # snapshot lacks (new budget period or timezone, older snapshot) reads the ledger.
         upto = seq
-        self.budgets.load_state((state or {}).get("budgets"),
-                                lambda start, end: self.ledger.sums(start, end, max_seq=upto))
+        saved = (state or {}).get("budgets")
+        rows = self.ledger.load_budget_sums() if saved and saved.get("sums") else None
+        self.budgets.load_state(saved, lambda start, end: self.ledger.sums(start, end, max_seq=upto), rows)
         self._restore_exposed()
         replayed = 0
         apply, observe = self.store.apply, self.budgets.observe
@@ -396,12 +397,15 @@ class Exporter:
             if seq == self.snapshot_seq and (health, resources, billing) == self._saved:
                 return                  # an idle exporter writes nothing
             cells = self.store.delta()      # only the cells changed since the last snapshot
-            state = {"guard": self.store.guard.state(), "health": health, "resources": resources,
-                     "billing": billing, "budgets": self.budgets.state()}
+            sums = self.budgets.snapshot_delta()    # only the budget sums changed since then (copies)
+            guard = self.store.guard.state()
         try:
-            self.ledger.save_snapshot(SNAPSHOT, seq, state, cells)
+            state = {"guard": guard, "health": health, "resources": resources,
+                     "billing": billing, "budgets": sums.state()}
+            self.ledger.save_snapshot(SNAPSHOT, seq, state, cells, sums)
         except BaseException:
-            self.store._all = True            # not saved: the next snapshot writes every cell
+            self.store._all = True            # not saved: the next snapshot writes every cell ...
+            self.budgets.snapshot_failed()    # ... and the whole budget book
             raise
         self.snapshot_seq, self._saved = seq, (health, resources, billing)
 

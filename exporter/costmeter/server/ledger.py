@@ -118,6 +118,16 @@ class _Pending:
         self.wake.acquire()
 
 
+def _write_budget_sums(db: sqlite3.Connection, d) -> None:
+    """Apply a budgets.stored.SumsDelta inside the snapshot's transaction."""
+    if d.replace_all:
+        db.execute("DELETE FROM budget_sums")
+    for track in list(d.drop) + list(d.replace):
+        db.execute("DELETE FROM budget_sums WHERE track=?", (track,))
+    db.executemany("DELETE FROM budget_sums WHERE track=? AND pstart<?", d.trim)
+    db.executemany("INSERT OR REPLACE INTO budget_sums VALUES (?, ?, ?, ?, ?, ?, ?)", d.rows)
+
+
 class Ledger:
     """Thread-safe append-only ledger. Writes are serialised by one lock.
 
@@ -325,11 +335,13 @@ class Ledger:
         staged.update(new)
         return keep
 
-    def save_snapshot(self, name: str, seq: int, data: dict, cells: Sequence[tuple] = ()) -> None:
+    def save_snapshot(self, name: str, seq: int, data: dict, cells: Sequence[tuple] = (),
+                      budget_sums=None) -> None:
         """Durably save ``data`` as the state as of ``seq``, with ``cells`` (``(family, labels,
         values)`` changed since the last one, upserted in the same transaction), in
         ``snapshots.db``: a database of its own, so writing it never holds the ledger's
-        write lock nor ``self.lock``."""
+        write lock nor ``self.lock``. ``budget_sums`` (a ``budgets.stored.SumsDelta``)
+        updates the budget book's per-key sums in the same transaction."""
         text = json.dumps(data, separators=(",", ":"))
         rows = [(f, json.dumps(k, separators=(",", ":")), json.dumps(v, separators=(",", ":")))
                 for f, k, v in cells]
@@ -338,6 +350,8 @@ class Ledger:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?)", rows)
+                if budget_sums is not None:
+                    _write_budget_sums(db, budget_sums)
                 db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (name, seq, text))
                 db.execute("COMMIT")
             except BaseException:
@@ -350,6 +364,13 @@ class Ledger:
         text = json.dumps(data, separators=(",", ":"))
         with self._snap_lock:
             self._snap().execute("INSERT OR REPLACE INTO snapshots VALUES ('served', 0, ?)", (text,))
+
+    def load_budget_sums(self) -> list[tuple]:
+        """The budget book's per-key sums saved with the snapshots: rows ``(track, pstart,
+        provider, model, tenant, endpoint, spend)`` (see budgets/stored.py)."""
+        with self._snap_lock:
+            return self._snap().execute(
+                "SELECT track, pstart, provider, model, tenant, endpoint, spend FROM budget_sums").fetchall()
 
     def load_cells(self) -> Iterator[tuple[str, list, list]]:
         """Every cell saved with the snapshots: ``(family, labels, values)``."""
@@ -400,6 +421,10 @@ class Ledger:
                        "data TEXT NOT NULL)")
             db.execute("CREATE TABLE IF NOT EXISTS cells(fam TEXT NOT NULL, labels TEXT NOT NULL, v TEXT NOT NULL, "
                        "PRIMARY KEY (fam, labels)) WITHOUT ROWID")
+            db.execute("CREATE TABLE IF NOT EXISTS budget_sums(track TEXT NOT NULL, pstart REAL NOT NULL, "
+                       "provider TEXT NOT NULL, model TEXT NOT NULL, tenant TEXT NOT NULL, endpoint TEXT NOT NULL, "
+                       "spend REAL NOT NULL, PRIMARY KEY (track, pstart, provider, model, tenant, endpoint)) "
+                       "WITHOUT ROWID")
             self._snapdb = db
         return self._snapdb
 
