@@ -1,6 +1,8 @@
 """SIGKILL the exporter while a retrying client streams events; every event counts exactly once."""
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 import time
 
@@ -125,5 +127,93 @@ def test_sigkill_during_group_commits_of_small_concurrent_batches(tmp_path):
                  for b in requests.get(exp.url + "/v1/budgets", timeout=10).json()["budgets"]}
         assert spend[("global", "daily")] == clients * batches * per * 0.5
         assert all(spend[(f"tenant:t{k}", "daily")] == batches * per * 0.5 for k in range(clients))
+    finally:
+        exp.stop()
+
+
+def _snapshot_seq(state_dir) -> int:
+    path = os.path.join(state_dir, "snapshots.db")
+    if not os.path.exists(path):
+        return -1
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT seq FROM snapshots WHERE name='exporter'").fetchone()
+    except sqlite3.OperationalError:          # not created yet
+        return -1
+    finally:
+        db.close()
+    return -1 if row is None else row[0]
+
+
+def test_sigkill_during_incremental_budget_snapshots_of_many_tenants(tmp_path):
+    """2,000 tenants with daily and monthly defaults, a snapshot every second (each writes
+    only the budget sums changed since the last), kill -9 four times while two clients
+    stream, each time at another moment after a snapshot: every budget's spend equals the
+    sum of what was acknowledged."""
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("global: {daily: 1000000, monthly: 1000000}\ntenant_defaults: {daily: 1000, monthly: 1000}\n")
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("storage:\n  snapshot_interval_seconds: 1\n")
+    state = str(tmp_path / "state")
+    exp = ExporterProcess(state, f"--budgets.file={budgets}", f"--config.file={cfg}").start()
+    tenants, clients, batches, per = 2000, 2, 80, 100
+    acked = {k: [] for k in range(clients)}
+    errors = [0]
+    done = threading.Event()
+
+    def events(k, b):
+        # costs are multiples of 1/64: sums are exact in any order, so == compares them
+        return [{"id": f"c{k}-{b}-{i}", "provider": "openai", "model": "gpt-4o",
+                 "tenant": f"t{(k * 7919 + b * 613 + i * 31) % tenants}", "cost_usd": (1 + (b + i) % 5) / 64}
+                for i in range(per)]
+
+    def client(k):
+        s = requests.Session()
+        for b in range(batches):
+            while not done.is_set():
+                try:
+                    r = s.post(exp.url + "/v1/events", json=events(k, b), timeout=5)
+                    if r.status_code == 200:
+                        acked[k].append(b)
+                        break
+                except requests.RequestException:
+                    s = requests.Session()
+                errors[0] += 1
+                time.sleep(0.02)
+            time.sleep(0.06)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    snapshots = []
+    for delay in (0.05, 0.35, 0.6, 0.9):       # after a snapshot of this run: at another moment each time
+        seen = _snapshot_seq(state)
+        deadline = time.monotonic() + 30
+        while _snapshot_seq(state) <= seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        snapshots.append(_snapshot_seq(state))
+        time.sleep(delay)
+        exp.kill()
+        exp.start()
+    for t in threads:
+        t.join(timeout=120)
+    done.set()
+    assert all(a == list(range(batches)) for a in acked.values()) and errors[0] >= 1
+    assert snapshots == sorted(snapshots) and snapshots[-1] < clients * batches * per, \
+        f"kills must land mid-stream, after snapshots: {snapshots}"
+    want: dict = {}
+    for k in range(clients):
+        for b in range(batches):
+            for e in events(k, b):
+                want[e["tenant"]] = want.get(e["tenant"], 0.0) + e["cost_usd"]
+    exp.kill()
+    exp.start()
+    try:
+        got = {(b["name"], b["period"]): b["spend_usd"]
+               for b in requests.get(exp.url + "/v1/budgets", timeout=30).json()["budgets"]}
+        total = sum(want.values())
+        assert got[("global", "daily")] == got[("global", "monthly")] == total
+        for period in ("daily", "monthly"):
+            assert {t: got[(f"tenant:{t}", period)] for t in want} == want
     finally:
         exp.stop()
