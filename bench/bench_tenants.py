@@ -10,7 +10,11 @@ through Exporter.ingest (validation, ledger, metrics, budgets), in batches of
 * GET /v1/budgets as the HTTP handler builds it (budget figures and JSON);
 * /metrics (Exporter.render_metrics, budget families included);
 * BudgetBook.tick, as the housekeeping thread runs it every second;
-* a snapshot after 10 events (they are taken every 10 s): time, size, metric cells written;
+* a snapshot (taken every 10 s) after 10 events, and after one event of each of 10 % of the
+  tenants: its time, the part of it under the ingest lock, and what it writes (budget sums
+  rows and JSON, metric cells); baseline, same run and same state: the budget book as one
+  JSON document (what every snapshot wrote before budget sums were rows of their own), the
+  time to build it under the lock and its size;
 * restart to ready (snapshot present).
 
     .venv/bin/python bench/bench_tenants.py [--tenants 1000,10000,50000]
@@ -43,6 +47,86 @@ def budgets_json(exp) -> bytes:
     if len(body) > 1000:
         return json.dumps({"budgets": body}, separators=(",", ":")).encode()
     return json.dumps({"budgets": body}, indent=1).encode()
+
+
+class HoldTimer:
+    """Stands in for the ledger's lock and adds up how long it is held."""
+
+    def __init__(self, lock):
+        self.lock, self.held = lock, 0.0
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.held += time.perf_counter() - self.t
+        self.lock.release()
+
+    def acquire(self, *a):
+        return self.lock.acquire(*a)
+
+    def release(self):
+        self.lock.release()
+
+
+def measure_snapshot(exp) -> dict:
+    """One Exporter.snapshot: seconds, seconds under the ingest lock, what it wrote."""
+    out = {"rows": 0, "row_bytes": 0}
+    real = exp.ledger.save_snapshot
+
+    def spy(name, seq, data, cells=(), sums=None):
+        out["json"] = len(json.dumps(data, separators=(",", ":")))
+        out["cells"] = len(cells)
+        if sums is not None:
+            rows = sums.rows
+            out["rows"] = len(rows)
+            out["row_bytes"] = sum(len(r[0]) + 8 + sum(map(len, r[2:6])) + 8 for r in rows)
+        return real(name, seq, data, cells, *(() if sums is None else (sums,)))
+
+    lock = exp.ledger.lock
+    book = exp.budgets
+    copy = getattr(book, "snapshot_delta", None) or book.state     # what the snapshot takes of the book
+    name = copy.__name__
+
+    def timed_copy():
+        t = time.perf_counter()
+        try:
+            return copy()
+        finally:
+            out["budget_held"] = time.perf_counter() - t
+
+    exp.ledger.save_snapshot, exp.ledger.lock = spy, HoldTimer(lock)
+    setattr(book, name, timed_copy)
+    try:
+        t = time.perf_counter()
+        exp.snapshot()
+        out["time"] = time.perf_counter() - t
+        out["held"] = exp.ledger.lock.held
+    finally:
+        exp.ledger.save_snapshot, exp.ledger.lock = real, lock
+        delattr(book, name)
+    return out
+
+
+def whole_book(exp) -> tuple[float, int]:
+    """Baseline: the budget book as one JSON document, built under the ingest lock as
+    Exporter.snapshot did before (seconds under the lock, bytes)."""
+    with exp.ledger.lock:
+        t = time.perf_counter()
+        state = exp.budgets.state()
+        held = time.perf_counter() - t
+    return held, len(json.dumps(state, separators=(",", ":")))
+
+
+def snap_line(what: str, m: dict, base: tuple[float, int]) -> str:
+    return (f"  snapshot after {what}: {m['time'] * 1000:7.1f} ms, under the ingest lock {m['held'] * 1000:6.2f} ms "
+            f"(the budget book's part {m['budget_held'] * 1000:.2f} ms); "
+            f"writes {m['rows']:,} budget rows ({m['row_bytes'] / 1e3:,.1f} kB) + {m['json'] / 1e3:,.1f} kB of JSON, "
+            f"{m['cells']:,} metric cells\n"
+            f"      baseline, the whole budget book as JSON: under the ingest lock {base[0] * 1000:6.2f} ms, "
+            f"{base[1] / 1e6:.2f} MB")
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -100,22 +184,20 @@ def main() -> None:
             tick = timed(exp.budgets.tick, 5)
             exp.snapshot()
             exp.ingest(batch(f"snap{rep}", range(seen - 10, seen)))      # 10 events since the last one
-            written = {}
-            real = exp.ledger.save_snapshot
-
-            def spy(name, seq, data, *cells):
-                written["json"] = len(json.dumps(data, separators=(",", ":")))
-                written["cells"] = len(cells[0]) if cells else "all (in the JSON)"
-                return real(name, seq, data, *cells)
-
-            exp.ledger.save_snapshot = spy
-            t = time.perf_counter()
-            exp.snapshot()
-            snap = time.perf_counter() - t
-            exp.ledger.save_snapshot = real
+            base10 = whole_book(exp)
+            snap10 = measure_snapshot(exp)
+            exp.ingest(batch(f"tenth{rep}", range(0, seen, 10)))         # one event of each of 10 % of tenants
+            base_tenth = whole_book(exp)
+            snap_tenth = measure_snapshot(exp)
             n = len(exp.budgets.statuses())
             exp.stop()
             exp, restart = start()
+            if hasattr(exp.budgets, "snapshot_failed"):
+                exp.budgets.snapshot_failed()          # the next snapshot writes the whole book
+                exp.ingest(batch(f"whole{rep}", range(seen - 10, seen)))
+                snap_whole = measure_snapshot(exp)
+            else:
+                snap_whole = None
             print(f"\n{seen:>7,} tenants, {n:,} budget instances (fill {fill:.1f} s)")
             print(f"  batch of 1,000 events of 1,000 new tenants: {new * 1000:8.1f} ms   target < 50 ms "
                   f"(baseline, tenants already seen: {known * 1000:.1f} ms)")
@@ -123,8 +205,12 @@ def main() -> None:
             print(f"  /metrics render:                            {metrics * 1000:8.1f} ms   target < 200 ms")
             print(f"  BudgetBook.tick:                            {tick * 1000:8.2f} ms")
             print(f"  restart to ready:                           {restart * 1000:8.0f} ms")
-            print(f"  snapshot after 10 events:                   {snap * 1000:8.0f} ms, "
-                  f"{written['json'] / 1e6:.1f} MB of JSON, metric cells written: {written['cells']}")
+            print(snap_line("10 events", snap10, base10))
+            print(snap_line(f"1 event of each of {len(range(0, seen, 10)):,} tenants", snap_tenth, base_tenth))
+            if snap_whole is not None:
+                print(f"  a snapshot writing the whole book (after a failed write): {snap_whole['time'] * 1000:.1f} ms, "
+                      f"under the ingest lock {snap_whole['held'] * 1000:.2f} ms (the book's part "
+                      f"{snap_whole['budget_held'] * 1000:.2f} ms), {snap_whole['rows']:,} budget rows")
         exp.stop()
 
 

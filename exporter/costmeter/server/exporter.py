@@ -398,8 +398,10 @@ class Exporter:
                 return                  # an idle exporter writes nothing
             cells = self.store.delta()      # only the cells changed since the last snapshot
             sums = self.budgets.snapshot_delta()    # only the budget sums changed since then (copies)
-            guard = self.store.guard.state()
+            g = self.store.guard
+            admitted, overflow = {k: set(v) for k, v in g.admitted.items()}, dict(g.overflow)
         try:
+            guard = {"admitted": {k: sorted(v) for k, v in admitted.items()}, "overflow": overflow}
             state = {"guard": guard, "health": health, "resources": resources,
                      "billing": billing, "budgets": sums.state()}
             self.ledger.save_snapshot(SNAPSHOT, seq, state, cells, sums)
