@@ -291,6 +291,70 @@ class CostsDB:
         _merge(out, db.execute(sql, [h0, h1] + args_f), len(sel))
         return out
 
+    # ---- budget sums: a budget period's spend per label key -------------------------
+
+    def budget_sums(self, start: float, end: float,
+                    max_seq: int | None = None) -> list[tuple[str, str, str, str, float]]:
+        """Priced spend per ``(provider, model, tenant, endpoint)`` of the events with
+        ``start <= ts < end`` (and ``seq <= max_seq`` if given), for a budget period new to
+        the book (a reload, or a restart with a new period): the rollup's whole hours inside
+        the period, the raw events of the partial hours at both edges (a period starting at
+        a :30 or :45 offset, or a fixed range), and the raw events after the rollup's mark
+        (or, if the rollup has gone past ``max_seq``, minus those after ``max_seq``). Its
+        cost grows with hours x label sets, not with events.
+
+        Exactly :meth:`raw_budget_sums` (each event's cost rounded to 1e-9 USD, as the
+        rollup keeps it): within 0.5e-9 USD per event of summing the raw floats. Keys with
+        no priced event are left out, as ``Ledger.sums`` does."""
+        top = (1 << 63) - 1 if max_seq is None else max_seq
+        db = self._connect()
+        try:
+            db.execute("BEGIN")          # one snapshot: rollup, mark and raw rows agree
+            try:
+                acc: dict[tuple, list[int]] = {}
+                has_rollup = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='costs_hourly'").fetchone() is not None
+                mark = self._mark(db) if has_rollup else 0
+                h0, h1 = math.ceil(start / 3600.0), math.floor(end / 3600.0)
+                if mark == 0 or h0 >= h1:          # no rollup yet (or no whole hour): the ts index alone
+                    _add(acc, db.execute(_BUDGET_RAW + "ts >= ? AND ts < ? AND seq <= ?" + _BY_KEY,
+                                         (start, end, top)))
+                    return _spend(acc)
+                # An event is in rollup hour CAST(ts / 3600) exactly when h * 3600 <= ts < (h + 1) * 3600:
+                # 3600 < 2**12, so a ts one ulp below h * 3600 divides to more than half an ulp of h
+                # below h, and the rounded quotient stays below h. The edges compare ts directly.
+                t0, t1 = h0 * 3600.0, h1 * 3600.0
+                for lo, hi in ((start, t0), (t1, end)):      # partial hours at the edges
+                    if lo < hi:
+                        _add(acc, db.execute(_BUDGET_RAW + "ts >= ? AND ts < ? AND seq <= ?" + _BY_KEY, (lo, hi, top)))
+                _add(acc, db.execute(
+                    "SELECT provider, model, tenant, endpoint, sum(cost), CAST(sum(events - unpriced) AS INTEGER) FROM costs_hourly "
+                    "WHERE hour >= ? AND hour < ?" + _BY_KEY, (h0, h1)))
+                if mark < top:               # committed after the last catch-up: by seq, not the ts index
+                    _add(acc, db.execute(_BUDGET_RAW + "seq > ? AND seq <= ? AND +ts >= ? AND +ts < ?" + _BY_KEY,
+                                         (mark, top, t0, t1)))
+                elif mark > top:             # folded in already but after max_seq: take them out
+                    _add(acc, db.execute(_BUDGET_RAW + "seq > ? AND seq <= ? AND +ts >= ? AND +ts < ?" + _BY_KEY,
+                                         (top, mark, t0, t1)), -1)
+                return _spend(acc)
+            finally:
+                db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def raw_budget_sums(self, start: float, end: float,
+                        max_seq: int | None = None) -> list[tuple[str, str, str, str, float]]:
+        """What :meth:`budget_sums` answers, from the raw events alone (the reference of its
+        tests and the baseline of bench/bench_ledger_size.py)."""
+        top = (1 << 63) - 1 if max_seq is None else max_seq
+        db = self._connect()
+        try:
+            acc: dict[tuple, list[int]] = {}
+            _add(acc, db.execute(_BUDGET_RAW + "ts >= ? AND ts < ? AND seq <= ?" + _BY_KEY, (start, end, top)))
+            return _spend(acc)
+        finally:
+            db.close()
+
     def raw_query(self, q: CostQuery) -> dict:
         """The same answer from the raw events alone (the baseline of bench/bench_costs.py)."""
         db = self._connect()
@@ -305,6 +369,27 @@ class CostsDB:
         finally:
             db.close()
         return _answer(q, out)
+
+
+_BUDGET_RAW = (f"SELECT provider, model, tenant, endpoint, {_NANO.format('cost')}, count(cost) "
+               f"FROM events WHERE ")
+_BY_KEY = " GROUP BY provider, model, tenant, endpoint"
+
+
+def _add(acc: dict, cursor, sign: int = 1) -> None:
+    """Add (provider, model, tenant, endpoint, nano-dollars, priced events) rows into ``acc``."""
+    for p, m, t, e, nanos, priced in cursor:
+        a = acc.get((p, m, t, e))
+        if a is None:
+            acc[(p, m, t, e)] = [sign * nanos, sign * priced]
+        else:
+            a[0] += sign * nanos
+            a[1] += sign * priced
+
+
+def _spend(acc: dict) -> list[tuple[str, str, str, str, float]]:
+    # sorted: a budget adding these up gets the same float whichever way they were read
+    return [k + (nanos / 1e9,) for k, (nanos, priced) in sorted(acc.items()) if priced > 0]
 
 
 def _raw_group(g: str) -> str:

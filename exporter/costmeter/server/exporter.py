@@ -158,7 +158,8 @@ class Exporter:
         upto = seq
         saved = (state or {}).get("budgets")
         rows = self.ledger.load_budget_sums() if saved and saved.get("sums") else None
-        self.budgets.load_state(saved, lambda start, end: self.ledger.sums(start, end, max_seq=upto), rows)
+        rollup = costs.for_ledger(self.ledger.path)      # GET /v1/costs' hourly rollup: O(hours x label sets)
+        self.budgets.load_state(saved, lambda start, end: rollup.budget_sums(start, end, max_seq=upto), rows)
         self._restore_exposed()
         replayed = 0
         apply, observe = self.store.apply, self.budgets.observe
@@ -281,11 +282,13 @@ class Exporter:
         with self._reload_lock:
             # Budgets: copy their sums and start a journal under the ingest lock (a few ms),
             # rebuild off it; a period new to this configuration reads the ledger as of
-            # ``seq`` while ingest goes on (the journal has every event after it).
+            # ``seq`` while ingest goes on (the journal has every event after it), through
+            # the hourly rollup of GET /v1/costs (whole hours) and the raw rows at the edges.
             with self.ledger.lock:
                 rc = self.budgets.begin_reconfigure(budget_config)
                 seq = self.applied_seq
-            self.budgets.finish_reconfigure(rc, lambda start, end: self.ledger.sums(start, end, max_seq=seq))
+            rollup = costs.for_ledger(self.ledger.path)
+            self.budgets.finish_reconfigure(rc, lambda start, end: rollup.budget_sums(start, end, max_seq=seq))
             self.pricing, self.budget_config = pricing, budget_config
             self.billing.push_budgets()
             if web is not None:
