@@ -16,10 +16,12 @@ thresholds and bounds are shared by every tenant. So:
 * a period roll swaps the next period's dicts in: O(1) per track.
 * ``tick`` handles only budgets queued by ``observe`` when they crossed a
   threshold, and rolls periods: it does not scan every budget.
-* ``state``/``load_state`` persist the per-key sums with the exporter's
-  snapshot; a restart replays only the events after it, so restoring does not
-  read the ledger (it does, once per track, only for a track the snapshot does
-  not have: a new period or timezone, or a first start on an old ledger).
+* ``snapshot_delta``/``load_state`` persist the per-key sums with the exporter's
+  snapshot, as rows changed since the last one (``stored.py``; ``state`` is the
+  whole book as JSON, the older format, which still loads); a restart replays
+  only the events after it, so restoring does not read the ledger (it does, once
+  per track, only for a track the snapshot does not have: a new period or
+  timezone, or a first start on an old ledger).
 * ``begin_reconfigure``/``finish_reconfigure`` rebuild the budgets for a new
   budgets.yaml from a copy of the per-key sums, off the lock; events observed
   meanwhile are journaled and applied to the new state before it is swapped in.
