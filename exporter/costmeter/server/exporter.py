@@ -102,6 +102,7 @@ class Exporter:
         self.damage: str | None = None   # the integrity check's finding (storage.integrity_check: background)
         self._stop = threading.Event()
         self._reload_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.http = None
         self._process = CollectorRegistry(auto_describe=True)
@@ -390,7 +391,14 @@ class Exporter:
         return n
 
     def snapshot(self) -> None:
-        """Persist metric state as of ledger sequence ``applied_seq`` (no-op if unchanged)."""
+        """Persist metric state as of ledger sequence ``applied_seq`` (no-op if unchanged).
+
+        One at a time: each writes what changed since the one before (metric cells, budget
+        sums), so two saved out of order would leave rows newer than the sequence number."""
+        with self._snapshot_lock:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
         resources = self.resources.state()
         with self.ledger.lock:
             seq = self.applied_seq
