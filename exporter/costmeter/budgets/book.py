@@ -198,7 +198,7 @@ SumsFn = Callable[[float, float], Iterable[tuple[str, str, str, str, float]]]
 class _Track:
     """One period in one timezone (or one fixed range): bounds, and spend per label key."""
     __slots__ = ("period", "tzname", "tz", "fixed", "start", "end", "next_end", "cur", "nxt",
-                 "named", "tlimit", "town", "twarn", "tcur", "tnxt", "tfired", "tqueued", "sname")
+                 "named", "tlimit", "town", "twarn", "tcur", "tnxt", "tfired", "tqueued", "sname", "dcur", "dnxt")
 
     def __init__(self, period: str, tzname: str, fixed: tuple[float, float] | None, now: float):
         self.period, self.tzname, self.fixed = period, tzname, fixed
@@ -214,6 +214,10 @@ class _Track:
         self.tfired: dict[str, int] = {}
         self.tqueued: set[str] = set()
         self.sname = _stored.track_name(period, tzname, fixed)     # its name in the snapshot's table
+        # the entries of cur and nxt changed since the last snapshot (budgets/stored.py): kept
+        # as they are written, so a snapshot takes them by swapping dicts, not by copying
+        self.dcur: dict[tuple, float] = {}
+        self.dnxt: dict[tuple, float] = {}
         self._set_bounds(now)
 
     @property
@@ -231,6 +235,7 @@ class _Track:
         carry = now < self.next_end
         self._set_bounds(now)
         self.cur, self.nxt = (self.nxt if carry else {}), {}
+        self.dcur, self.dnxt = (self.dnxt if carry else {}), {}
         self.tcur, self.tnxt, self.tfired, self.tqueued = (self.tnxt if carry else {}), {}, {}, set()
         for i in self.named:
             i.spend, i.next_spend, i.fired = (i.next_spend if carry else 0.0), 0.0, 0
@@ -319,10 +324,8 @@ class _State:
         self.all_named = [i for i in self.named if i.spec.matches((None, None, None, None))]
         self.routes: dict = {}
         self.next_roll = self._min_end()
-        # Incremental snapshots (budgets/stored.py): label keys observed since the last
-        # snapshot, and the tracks whose rows the snapshot table holds (None: the table
-        # cannot be trusted, the next snapshot writes the whole book).
-        self.dirty: set[tuple] = set()
+        # Incremental snapshots (budgets/stored.py): the tracks whose rows the snapshot
+        # table holds (None: it cannot be trusted, the next snapshot writes the whole book).
         self.stored: set[str] | None = None
 
     def _track(self, period, tz, fixed, now) -> _Track:
@@ -357,15 +360,15 @@ class _State:
             if ts < tr.start:
                 continue
             if ts < tr.end:
-                d = tr.cur
+                d, ch = tr.cur, tr.dcur
                 current = True
             elif ts < tr.next_end:
-                d = tr.nxt
+                d, ch = tr.nxt, tr.dnxt
                 current = False
             else:
                 continue
             seen = True
-            d[key] = d.get(key, 0.0) + cost
+            ch[key] = d[key] = d.get(key, 0.0) + cost
             if tr.tlimit is not None and tenant not in tr.town:
                 if current:
                     sp = tr.tcur[tenant] = tr.tcur.get(tenant, 0.0) + cost
@@ -374,10 +377,8 @@ class _State:
                         self.pending.append((tr, tenant))
                 else:
                     tr.tnxt[tenant] = tr.tnxt.get(tenant, 0.0) + cost
-        if seen:
-            self.dirty.add(key)
-            if self.defaults and tenant is not None:
-                self.tenants.add(tenant)
+        if seen and self.defaults and tenant is not None:
+            self.tenants.add(tenant)
         for i in self.route(key):
             tr = i.track
             if tr.start <= ts < tr.end:
@@ -469,25 +470,21 @@ class _State:
         stored = self.stored
         tracks = []
         names = set()
-        dirty = self.dirty
         for tr in self.track_list:
             names.add(tr.sname)
             whole = stored is None or tr.sname not in stored
-            if whole:
-                cur, nxt = list(tr.cur.items()), list(tr.nxt.items())
-            elif dirty:
-                c, n = tr.cur, tr.nxt
-                cur = [(k, c[k]) for k in dirty if k in c]
-                nxt = [(k, n[k]) for k in dirty if k in n] if n else []
-            else:
-                cur = nxt = []
+            if whole:                   # C-level dict copies
+                cur, nxt = dict(tr.cur), dict(tr.nxt)
+            else:                       # what changed since the last snapshot: taken, not copied
+                cur, nxt = tr.dcur, tr.dnxt
+            tr.dcur, tr.dnxt = {}, {}
             tracks.append((tr.sname, tr.period, tr.tzname, tr.fixed, tr.start, tr.end, tr.next_end, whole, cur, nxt))
         drop = sorted(stored - names) if stored is not None else []
         out = _stored.SumsDelta(stored is None, tracks,
                                 [(i, i.track.start, i.spend, i.next_spend, i.fired) for i in self.named],
                                 [(tr.period, tr.tzname, tr.start, dict(tr.tfired)) for tr in self.defaults if tr.tfired],
                                 drop)
-        self.dirty, self.stored = set(), names
+        self.stored = names
         return out
 
     def copy(self) -> dict:
@@ -582,11 +579,7 @@ class BudgetBook:
                 for key, cost, ts in self._journal or ():
                     st.observe(key, cost, ts)
                 st.roll(self._clock())
-                # the snapshot table holds the old state's tracks as of its last snapshot:
-                # the keys changed since then are the old state's dirty ones and the journal's
-                old = self._st
-                st.stored = None if old.stored is None else set(old.stored)
-                st.dirty |= old.dirty
+                st.stored = None            # the next snapshot writes the whole book
                 self._st, self.config, self._journal = st, rc.config, None
         finally:
             with self._lock:
@@ -679,7 +672,7 @@ class BudgetBook:
                 stored = {_stored.track_name(t["period"], t["tz"], t["fixed"]) for t in saved["tracks"]}
                 saved = _stored.inflate(saved, rows)
         st.load(saved, sums, now)
-        st.stored, st.dirty = stored, set()
+        st.stored = stored
         with self._lock:
             self._st = st
 

@@ -17,14 +17,14 @@ The snapshot's JSON keeps the rest, all small (``STATE_VERSION`` 2, ``"sums":
 "budget_sums"``): each track's bounds, the named budgets' spend and logged levels, the
 levels logged per tenant.
 
-What a snapshot writes: the rows of the label keys observed since the last snapshot
-(``observe`` marks a key: one set insert per event), plus every row of a track the
-table does not hold yet (a new period or time zone after a reload). The whole book is
-written only when the table cannot be trusted: after a restore from a snapshot of an
-older costmeter (whole-book JSON), on a first start, and after a failed write.
-
-Copying the changed sums under the ingest lock costs O(keys changed x tracks);
-the rows and the JSON are built from the copy outside it.
+What a snapshot writes: the sums changed since the last one. ``observe`` writes each
+new sum into the track's dict of changes as well (one more dict store per event and
+track), and a snapshot takes those dicts, swapping in empty ones: under the ingest lock
+that is O(tracks), whatever changed. The rows and the JSON are built outside the lock.
+The whole book (dict copies under the lock, O(label keys)) is written only when the
+table cannot be trusted: on a first start, after a restore from a snapshot of an older
+costmeter (whole-book JSON), after a reload, and after a failed write; a track the table
+does not hold yet (a period or time zone new at a restart) is written whole.
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ class SumsDelta:
 
     def __init__(self, replace_all: bool, tracks: list, named: list, fired: list, drop: list[str]):
         self.replace_all = replace_all
-        # (name, period, tz, fixed, start, end, next_end, whole, cur items, nxt items)
+        # (name, period, tz, fixed, start, end, next_end, whole, cur, nxt): cur and nxt are
+        # copies of a track written whole, else its entries changed since the last snapshot
         self._tracks = tracks
         self._named, self._fired = named, fired
         self.drop = drop
@@ -72,9 +73,9 @@ class SumsDelta:
         if self._rows is None:
             out: list[tuple] = []
             for name, _p, _tz, _f, start, end, next_end, _whole, cur, nxt in self._tracks:
-                out.extend((name, start) + k + (v,) for k, v in cur)
+                out.extend((name, start) + k + (v,) for k, v in cur.items())
                 if next_end > end:
-                    out.extend((name, end) + k + (v,) for k, v in nxt)
+                    out.extend((name, end) + k + (v,) for k, v in nxt.items())
             self._rows = out
         return self._rows
 
