@@ -98,3 +98,54 @@ def test_a_book_summed_from_the_rollup_equals_one_summed_from_the_ledger(tmp_pat
     spend = {(s["name"], s["period"]): s["spend_usd"] for s in books[0]}
     assert all(spend[(n, p)] > 0 for n, p in (("kathmandu", "daily"), ("chatham", "weekly"), ("stjohns", "monthly"),
                                              ("adelaide", "quarterly"), ("sprint", "fixed"), ("global", "quarterly")))
+
+
+def test_reload_and_restart_sum_new_periods_through_the_rollup_exactly_once(tmp_path):
+    """In the exporter: a reload adds periods while the rollup lags behind the ledger; a
+    restart adds more while the rollup has gone past the snapshot: every new budget's
+    spend is the ledger's sum of its period (costs are multiples of 1/8: exact in any order)."""
+    from freezegun import freeze_time
+    from costmeter.server.exporter import Exporter
+
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("global: {daily: 1000}\n")
+    state = str(tmp_path / "state")
+    when = datetime.fromisoformat("2026-11-22T13:37:00+00:00")
+
+    def evs(tag, n):
+        return [{"id": f"{tag}{i}", "provider": "openai", "model": "gpt-4o", "tenant": f"t{i % 5}",
+                 "timestamp": when.timestamp() - i * 997.0, "cost_usd": (1 + i % 4) / 8} for i in range(n)]
+
+    def spend(exp):
+        return {(s.name, s.period): s.spend_usd for s in exp.budgets.statuses()}
+
+    def want(exp, name, period, tz="UTC"):
+        start, end = period_bounds(period, ZoneInfo(tz), when.timestamp())
+        rows = exp.ledger.sums(start, end)
+        return sum(r[4] for r in rows if name != "t1" or r[2] == "t1")
+
+    with freeze_time(when, tick=True):
+        exp = Exporter.embedded(state_dir=state, listen_address=None, budgets_file=str(budgets))
+        exp.ingest(evs("a", 1500))
+        costs.for_ledger(exp.ledger.path).catch_up()
+        exp.ingest(evs("b", 700))                      # past the rollup's mark
+        budgets.write_text("global: {daily: 1000, quarterly: 5000}\nbudgets:\n"
+                           "  - {name: t1, selector: {tenant: t1}, period: weekly, limit_usd: 9, timezone: Asia/Kathmandu}\n")
+        exp.reload()
+        got = spend(exp)
+        assert got[("global", "quarterly")] == want(exp, "global", "quarterly") > 0
+        assert got[("t1", "weekly")] == want(exp, "t1", "weekly", "Asia/Kathmandu") > 0
+        exp.snapshot()
+        exp.ingest(evs("c", 300))
+        costs.for_ledger(exp.ledger.path).catch_up()   # the rollup goes past the snapshot
+        exp.snapshot = lambda: None                    # and the process dies
+        exp.stop()
+        budgets.write_text("global: {daily: 1000, quarterly: 5000, monthly: 3000}\nbudgets:\n"
+                           "  - {name: t1, selector: {tenant: t1}, period: weekly, limit_usd: 9, timezone: Asia/Kathmandu}\n"
+                           "  - {name: t1, selector: {tenant: t1}, period: daily, limit_usd: 9, timezone: America/St_Johns}\n")
+        exp = Exporter.embedded(state_dir=state, listen_address=None, budgets_file=str(budgets))
+        got = spend(exp)
+        for key, tz in ((("global", "monthly"), "UTC"), (("t1", "daily"), "America/St_Johns"),
+                        (("global", "quarterly"), "UTC"), (("t1", "weekly"), "Asia/Kathmandu")):
+            assert got[key] == want(exp, key[0], key[1], tz) > 0, key
+        exp.stop()
