@@ -157,6 +157,7 @@ CORPUS = [
     ("bedrock", "global.anthropic.claude-opus-5", (1000, 1000, 0, 0, 1000, 0), False, (1000 * 5 + 1000 * 0.5 + 1000 * 25) / M),
     ("anthropic", "claude-fable-5", (5000, 50000, 0, 10000, 2000, 0), True,
      (5000 * 10 + 50000 * 1.00 + 10000 * 20 + 2000 * 50) * 0.5 / M),
+    ("bedrock", "global.anthropic.claude-opus-4-6-v1", (1000, 0, 0, 0, 1000, 0), False, (1000 * 5 + 1000 * 25) / M),
     ("anthropic", "claude-4-sonnet-20250514", (1000, 0, 0, 0, 1000, 0), False, (1000 * 3 + 1000 * 15) / M),
     # Google: 3.5 / 3.6 Flash, 3.1 Flash-Lite and 3.1 Pro; thinking bills as output, batch leaves cache reads alone.
     ("google", "gemini-3.5-flash", (10000, 20000, 0, 0, 500, 1500), False,
