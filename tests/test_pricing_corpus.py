@@ -3,8 +3,10 @@
 One rule per block: 1-hour cache writes, long-context tiers (both sides of
 each threshold), batch with cached input, names as users send them (gateway
 prefixes, provider aliases, Bedrock ids, snapshots), the names that must stay
-unpriced rather than take a lookalike's price, and the new providers. The
-last test sends part of the corpus through a real `costmeter serve`.
+unpriced rather than take a lookalike's price, the new providers, and the
+current OpenAI, Anthropic and Google models added after the comparison with
+LiteLLM's table of 2026-07-24 (docs/pricing.md). The last test sends part of
+the corpus through a real `costmeter serve`.
 """
 from __future__ import annotations
 
