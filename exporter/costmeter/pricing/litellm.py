@@ -38,6 +38,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from costmeter.pricing.table import _build_price
+
 __all__ = ["convert", "Conversion"]
 
 _PROVIDERS = {
@@ -135,8 +137,6 @@ def _entry(name: str, e: dict) -> tuple[str, str, dict] | str:
 
 def _effective(spec: dict):
     """The prices as costmeter applies them (defaults filled in), to tell real differences from spelling."""
-    from costmeter.pricing.table import _build_price
-
     rates = {k: spec[k] for k in _ORDER if k in spec}
     return _build_price("", "", None, rates, spec.get("long_context"), spec.get("batch_discount", 0.0))
 
