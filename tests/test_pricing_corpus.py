@@ -17,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from costmeter.config.loader import ConfigError
 from costmeter.pricing import PricingTable
 from exporter_support import ExporterProcess, parse_metrics, sample
 from test_pricing import PACKAGE_DATA
@@ -396,3 +397,17 @@ def test_corpus_through_the_exporter(tmp_path):
     lbl = dict(provider="anthropic", model="claude-sonnet-4-5-20250929", tenant=f"corpus{k0}")
     assert sample(m, "cost_provider_tokens_total", token_type="cache_write_1h", **lbl) == 3000
     assert sample(m, "cost_provider_tokens_total", token_type="cache_write", **lbl) == 2000
+
+
+def test_regional_premium_in_a_user_file_and_its_errors(tmp_path):
+    t = PricingTable.loads("providers:\n  acme:\n    models:\n"
+                           "      m1: {input: 1.0, output: 2.0, regional_premium: 0.25}\n")
+    assert t.cost("acme", "eu.acme.m1", 1_000_000) == pytest.approx(1.25)
+    assert t.cost("acme", "global.acme.m1", 1_000_000) == pytest.approx(1.0)
+    assert t.cost("acme", "us-gov.acme.m1", 1_000_000) is None        # no govcloud_premium: unpriced
+    f = tmp_path / "pricing.yaml"
+    f.write_text("providers:\n  acme:\n    models:\n      m1:\n        input: 1.0\n        output: 2.0\n"
+                 "        regional_premium: -0.1\n")
+    with pytest.raises(ConfigError) as e:
+        PricingTable.load(str(f))
+    assert f"{f}:7" in str(e.value) and "regional_premium" in str(e.value)
