@@ -237,12 +237,18 @@ class IdIndex:
 
     def _add_to_bloom(self, ids: Iterable[str]) -> None:
         bloom, crc, mask, seed = self.bloom, zlib.crc32, _MASK, _SEED
-        for rid in ids:                  # _probes inlined: this runs for every id once
+        for rid in ids:                  # _probes inlined and unrolled: this runs for every id once
             b = rid.encode()
             h1 = crc(b)
             h2 = crc(b, seed) | 1
-            for p in (h1 & mask, (h1 + h2) & mask, (h1 + 2 * h2) & mask, (h1 + 3 * h2 + (h2 >> 5)) & mask):
-                bloom[p >> 3] |= 1 << (p & 7)
+            p = h1 & mask
+            bloom[p >> 3] |= 1 << (p & 7)
+            p = (h1 + h2) & mask
+            bloom[p >> 3] |= 1 << (p & 7)
+            p = (h1 + 2 * h2) & mask
+            bloom[p >> 3] |= 1 << (p & 7)
+            p = (h1 + 3 * h2 + (h2 >> 5)) & mask
+            bloom[p >> 3] |= 1 << (p & 7)
 
     def _save_bloom(self) -> None:
         bits = bytes(self.bloom)
