@@ -464,9 +464,10 @@ class _State:
                                  for tr in self.defaults if tr.tfired}}
 
     def delta(self) -> _stored.SumsDelta:
-        """The snapshot's share of the book since the last one (caller holds the lock):
-        copies of the sums of the keys observed since, of whole tracks the table lacks,
-        or of everything when it cannot be trusted. Rows and JSON are built later."""
+        """The snapshot's share of the book since the last one (caller holds the lock): each
+        track's dicts of changed sums (taken, empty ones swapped in), or a copy of a whole
+        track the table lacks, or of everything when it cannot be trusted. Rows and JSON
+        are built later, outside the lock."""
         stored = self.stored
         tracks = []
         names = set()
@@ -678,8 +679,8 @@ class BudgetBook:
 
     def snapshot_delta(self) -> _stored.SumsDelta:
         """What the next snapshot writes of the book (budgets/stored.py). Call it where the
-        ledger and the book agree (under the exporter's ingest lock): it copies only the
-        sums changed since the last call. If that snapshot is not saved, call
+        ledger and the book agree (under the exporter's ingest lock): it takes only the
+        sums changed since the last call (O(tracks)). If that snapshot is not saved, call
         ``snapshot_failed``."""
         with self._lock:
             return self._st.delta()

@@ -408,7 +408,7 @@ class Exporter:
             if seq == self.snapshot_seq and (health, resources, billing) == self._saved:
                 return                  # an idle exporter writes nothing
             cells = self.store.delta()      # only the cells changed since the last snapshot
-            sums = self.budgets.snapshot_delta()    # only the budget sums changed since then (copies)
+            sums = self.budgets.snapshot_delta()    # only the budget sums changed since then
             g = self.store.guard
             admitted, overflow = {k: set(v) for k, v in g.admitted.items()}, dict(g.overflow)
         try:
