@@ -41,8 +41,9 @@ def track_name(period: str, tz: str, fixed) -> str:
 
 
 class SumsDelta:
-    """Copies taken under the lock (``BudgetBook.snapshot_delta``); rows and JSON built
-    from them on demand, outside it. Read by ``Ledger.save_snapshot``:
+    """What ``BudgetBook.snapshot_delta`` took under the lock (changed sums, or copies of
+    whole tracks); rows and JSON built from it on demand, outside the lock. Read by
+    ``Ledger.save_snapshot``:
 
     * ``replace_all``: delete every row first (the whole book follows);
     * ``drop``: tracks no longer configured, and ``replace``: tracks written whole (their
