@@ -348,7 +348,7 @@ def test_snapshots_write_only_changed_cells_and_restore_to_the_same_state(tmp_pa
     a = Exporter.embedded(state_dir=state, listen_address=None, budgets_file=str(budgets))
     written = []
     real = a.ledger.save_snapshot
-    monkeypatch.setattr(a.ledger, "save_snapshot", lambda n, s, d, c=(): (written.append(len(c)), real(n, s, d, c)))
+    monkeypatch.setattr(a.ledger, "save_snapshot", lambda n, s, d, c=(), *sums: (written.append(len(c)), real(n, s, d, c, *sums)))
     a.ingest(events("x", 400, tenants=40))
     a.ingest([{"id": "h", "provider": "openai", "model": "gpt-4o", "tenant": "t1", "cache_hit": True,
                "saved_cost_usd": 0.5, "duration_seconds": 0.1},
