@@ -29,7 +29,7 @@ from typing import Callable
 
 from costmeter.server.exposition import gauge_family
 
-TAIL_ROWS = 50_000          # rows (and index entries) read at each end of the events table
+TAIL_ROWS = 20_000          # rows (and index entries) read at each end of the events table
 _WAL_MAGIC = (0x377F0682, 0x377F0683)      # little- or big-endian checksums
 _WAL_VERSION = 3007000
 

@@ -43,8 +43,9 @@ log = logging.getLogger("costmeter.server.ledger")
 
 SCHEMA_VERSION = 1
 # storage.integrity_check: auto runs the full check before ready up to this size of ledger.db
-# and its WAL (bench/bench_start_integrity.py: quick_check reads ~400 MB/s here, so ~0.2 s)
-FULL_CHECK_BEFORE_READY_BYTES = 80 * 1024 * 1024
+# and its WAL, about 600k events (bench/bench_start_integrity.py: quick_check reads 250-400 MB/s
+# on 2 shared cores, so it adds 0.15-0.25 s to a restart)
+FULL_CHECK_BEFORE_READY_BYTES = 64 * 1024 * 1024
 
 # Column order of a ledger row, as written and as replayed.
 COLUMNS = ("id", "ts", "provider", "model", "tenant", "endpoint",
