@@ -83,6 +83,14 @@ def test_with_basic_auth_and_tokens_a_read_takes_either_and_probes_take_basic_au
         assert requests.get(exp.url + path, auth=basic).status_code == 200, path
 
 
+def test_the_sdk_budget_checks_read_with_their_token(exp):
+    from costmeter.sdk.enforcement import BudgetUnavailable, RemoteSource
+    with pytest.raises(BudgetUnavailable, match="HTTP 401"):
+        RemoteSource(exp.url).refresh()
+    spent = {s.name: s.spend_usd for s in RemoteSource(exp.url, token="s3cret").matching("openai", "m", "acme", "e")}
+    assert spent == {"global": 1.25, "tenant:acme": 1.25}
+
+
 def test_the_analysis_commands_send_costmeter_token(exp, monkeypatch):
     from costmeter.analysis.sources import SourceError, UrlSource
     monkeypatch.delenv("COSTMETER_TOKEN", raising=False)

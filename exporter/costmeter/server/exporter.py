@@ -194,11 +194,14 @@ class Exporter:
         try:
             self.ledger.check_full()
         except LedgerError as e:
+            if self._stop.is_set():
+                return
             self.damage = str(e)
             self.ready = False
             log.error("%s", e)
         else:
-            log.info("ledger full integrity check passed in the background in %.2fs", self.ledger.full.seconds)
+            if not self.ledger.full.cancelled:
+                log.info("ledger full integrity check passed in the background in %.2fs", self.ledger.full.seconds)
 
     def _restore_exposed(self) -> None:
         """Raise counters without ledger rows to what a scrape last saw (never lower them)."""
@@ -244,6 +247,8 @@ class Exporter:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.ledger is not None:
+            self.ledger.cancel_checks()      # a full check after ready must not hold up the stop
         self.billing.scheduler.stop()
         if self.http is not None:
             self.http.shutdown()

@@ -38,21 +38,23 @@ class Check:
     """One check in a thread of its own: ``problem`` (None if none found), ``seconds`` it
     took and when it ended (``finished``, Unix time; 0 while running)."""
 
-    def __init__(self, name: str, run: Callable[[], str | None]):
+    def __init__(self, name: str, run: Callable[["Check"], str | None]):
         self.name = name
         self.problem: str | None = None
         self.seconds = 0.0
         self.finished = 0.0
+        self.cancelled = False
+        self.db: sqlite3.Connection | None = None      # the connection reading, while it reads
         self._thread = threading.Thread(target=self._run, args=(run,), name=f"costmeter-integrity-{name}",
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, run: Callable[[], str | None]) -> None:
+    def _run(self, run: Callable[["Check"], str | None]) -> None:
         t0 = time.monotonic()
         try:
-            self.problem = run()
+            self.problem = run(self)
         except sqlite3.DatabaseError as e:
-            self.problem = str(e)
+            self.problem = None if self.cancelled else str(e)
         except OSError as e:
             self.problem = f"cannot read: {e.strerror or e}"
         finally:
@@ -62,6 +64,22 @@ class Check:
     def wait(self) -> str | None:
         self._thread.join()
         return self.problem
+
+    def cancel(self) -> None:
+        """Stop a check still reading (the exporter is stopping): it then finds nothing."""
+        self.cancelled = True
+        db = self.db
+        if db is not None:
+            try:
+                db.interrupt()
+            except sqlite3.ProgrammingError:      # closed already: that read is over
+                pass
+
+    def connect(self, path: str) -> sqlite3.Connection:
+        if self.cancelled:
+            raise sqlite3.OperationalError("interrupted")
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        return self.db
 
 
 def _wal_checksum(data: bytes, big_endian: bool) -> tuple[int, int]:
@@ -99,9 +117,13 @@ def wal_problem(db_path: str) -> str | None:
     return None
 
 
-def quick_check(path: str) -> str | None:
+def _connect(path: str, check: Check | None) -> sqlite3.Connection:
+    return check.connect(path) if check is not None else sqlite3.connect(path)
+
+
+def quick_check(path: str, check: Check | None = None) -> str | None:
     """``PRAGMA quick_check`` over every page and b-tree of ``path``: the first problems, or None."""
-    db = sqlite3.connect(path)
+    db = _connect(path, check)
     try:
         rows = db.execute("PRAGMA quick_check(5)").fetchall()
     finally:
@@ -109,13 +131,13 @@ def quick_check(path: str) -> str | None:
     return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows)
 
 
-def read_all(path: str) -> str | None:
+def read_all(path: str, check: Check | None = None) -> str | None:
     """``PRAGMA quick_check`` and a read of every row of every table (a small file): decoding
     each record finds damage inside cells that quick_check's b-tree walk does not."""
-    problem = quick_check(path)
+    problem = quick_check(path, check)
     if problem:
         return problem
-    db = sqlite3.connect(path)
+    db = _connect(path, check)
     try:
         for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
             cols = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]
@@ -126,11 +148,11 @@ def read_all(path: str) -> str | None:
         db.close()
 
 
-def fast_check(ledger_path: str, rows: int | None = None) -> str | None:
+def fast_check(ledger_path: str, rows: int | None = None, check: Check | None = None) -> str | None:
     """Read what start-up and the next writes depend on, at a cost bounded by ``rows``:
     schema, meta, both ends of the events table and of its ts index. A problem, or None."""
     rows = TAIL_ROWS if rows is None else rows
-    db = sqlite3.connect(ledger_path)
+    db = _connect(ledger_path, check)
     try:
         db.execute("SELECT count(*), total(length(sql)) FROM sqlite_master").fetchone()
         db.execute("SELECT k, v FROM meta").fetchall()

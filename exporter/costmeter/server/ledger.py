@@ -216,15 +216,15 @@ class Ledger:
         (ids.db is derived and rebuilt by IdIndex.)"""
         snap = os.path.join(os.path.dirname(self.path), "snapshots.db")
 
-        def fast() -> str | None:
+        def fast(check: integrity.Check) -> str | None:
             if os.path.exists(snap):
-                problem = integrity.read_all(snap)
+                problem = integrity.read_all(snap, check)
                 if problem:
                     return "snapshots.db: " + problem
-            return integrity.fast_check(self.path)
+            return integrity.fast_check(self.path, check=check)
         self.fast = integrity.Check("fast", fast)
         if self.small and self.full is None:
-            self.full = integrity.Check("full", lambda: integrity.quick_check(self.path))
+            self.full = integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
 
     def check_fast(self) -> None:
         """Raise LedgerError if the fast check found a problem (starting it if it is not running)."""
@@ -240,10 +240,16 @@ class Ledger:
         """Raise LedgerError if PRAGMA quick_check over ledger.db found a problem (running it if
         it did not start beside the restore)."""
         if self.full is None:
-            self.full = integrity.Check("full", lambda: integrity.quick_check(self.path))
+            self.full = integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
         problem = self.full.wait()
         if problem:
             raise self.damaged(problem)
+
+    def cancel_checks(self) -> None:
+        """Stop integrity checks still running (the exporter is stopping)."""
+        for check in (self.fast, self.full):
+            if check is not None:
+                check.cancel()
 
     def check_integrity(self) -> None:
         """Both checks: raise LedgerError on any problem."""
