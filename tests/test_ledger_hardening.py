@@ -332,3 +332,15 @@ def test_integrity_check_setting_is_validated(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_settings(str(cfg))
     assert str(e.value).startswith(f"{cfg}:2: storage.integrity_check: must be auto, start or background")
+
+
+def test_a_check_still_running_is_stopped_by_cancel_and_finds_nothing(tmp_path):
+    """stop() must not wait for a full check of a large ledger after ready."""
+    from costmeter.server import integrity
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    check = integrity.Check("full", lambda c: c.connect(str(tmp_path / "x.db")).execute(endless).fetchone())
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    check.cancel()
+    assert check.wait() is None and check.cancelled
+    assert time.monotonic() - t0 < 1.0

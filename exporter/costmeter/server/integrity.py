@@ -45,6 +45,7 @@ class Check:
         self.finished = 0.0
         self.cancelled = False
         self.db: sqlite3.Connection | None = None      # the connection reading, while it reads
+        self._lock = threading.Lock()                  # connect against cancel
         self._thread = threading.Thread(target=self._run, args=(run,), name=f"costmeter-integrity-{name}",
                                         daemon=True)
         self._thread.start()
@@ -65,21 +66,27 @@ class Check:
         self._thread.join()
         return self.problem
 
-    def cancel(self) -> None:
-        """Stop a check still reading (the exporter is stopping): it then finds nothing."""
+    def cancel(self, wait: float = 1.0) -> None:
+        """Stop a check still reading (the exporter is stopping): it then finds nothing.
+        SQLite's interrupt only reaches a statement already running, so it is repeated
+        until the check's thread ends (at most ``wait`` seconds)."""
         self.cancelled = True
-        db = self.db
-        if db is not None:
-            try:
-                db.interrupt()
-            except sqlite3.ProgrammingError:      # closed already: that read is over
-                pass
+        deadline = time.monotonic() + wait
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with self._lock:
+                if self.db is not None:
+                    try:
+                        self.db.interrupt()
+                    except sqlite3.ProgrammingError:      # closed already: that read is over
+                        pass
+            self._thread.join(0.01)
 
     def connect(self, path: str) -> sqlite3.Connection:
-        if self.cancelled:
-            raise sqlite3.OperationalError("interrupted")
-        self.db = sqlite3.connect(path, check_same_thread=False)
-        return self.db
+        with self._lock:
+            if self.cancelled:
+                raise sqlite3.OperationalError("interrupted")
+            self.db = sqlite3.connect(path, check_same_thread=False)
+            return self.db
 
 
 def _wal_checksum(data: bytes, big_endian: bool) -> tuple[int, int]:

@@ -136,6 +136,7 @@ class Ledger:
         self.lock = threading.RLock()
         self.fast: integrity.Check | None = None      # the integrity checks (server/integrity.py)
         self.full: integrity.Check | None = None
+        self._checks_cancelled = False
         gone = _emptied(state_dir, self.path)
         if gone and not start_empty:
             raise LedgerError(f"{gone}: the ledger that was here is lost, and starting would serve every "
@@ -241,12 +242,15 @@ class Ledger:
         it did not start beside the restore)."""
         if self.full is None:
             self.full = integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
+            if self._checks_cancelled:         # stop() came first
+                self.full.cancel()
         problem = self.full.wait()
         if problem:
             raise self.damaged(problem)
 
     def cancel_checks(self) -> None:
         """Stop integrity checks still running (the exporter is stopping)."""
+        self._checks_cancelled = True
         for check in (self.fast, self.full):
             if check is not None:
                 check.cancel()
