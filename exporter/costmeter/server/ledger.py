@@ -157,6 +157,9 @@ class Ledger:
         self.commits = 0                     # durable transactions (one per group of appends)
         for db in (self.path, os.path.join(state_dir, "snapshots.db")):     # before SQLite reads a WAL
             problem = integrity.wal_problem(db)
+            if problem:       # once more: another process (a report's rollup) may be rewriting it
+                time.sleep(0.05)
+                problem = integrity.wal_problem(db)
             if problem:
                 raise self.wal_damaged(problem)
         try:
