@@ -129,7 +129,7 @@ def test_headers_that_trickle_in_are_cut_off_at_the_header_deadline(exp, monkeyp
             time.sleep(0.2)
             s.setblocking(False)
             try:
-                if s.recv(1) == b"":
+                if s.recv(1) in (b"", b"H"):        # closed, or the 408 that comes before
                     closed = True
                     break
             except BlockingIOError:
@@ -137,6 +137,30 @@ def test_headers_that_trickle_in_are_cut_off_at_the_header_deadline(exp, monkeyp
             finally:
                 s.setblocking(True)
         assert closed and time.monotonic() - t0 < 4, "a trickling client kept its connection"
+
+
+def test_a_request_cut_off_at_the_header_deadline_is_answered_408(exp, monkeypatch):
+    monkeypatch.setattr(connections, "HEADER_TIMEOUT", 0.5)
+    t0 = time.monotonic()
+    resp = raw(exp, b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")        # the headers never end
+    assert status(resp) == 408 and b"not received in time" in resp
+    assert time.monotonic() - t0 < 5
+    assert raw(exp, b"", timeout=3) == b"", "a connection that sent nothing is closed without an answer"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "BREW"])
+def test_a_method_not_served_is_405_with_allow_not_a_5xx(exp, method):
+    resp = raw(exp, f"{method} /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]".encode())
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert status(resp) == 405, resp
+    assert b"Allow: GET, HEAD, POST" in head
+    assert method.encode() in json.loads(body)["error"].encode()
+    assert accepted(exp) == 0
+
+
+def test_a_broken_request_line_gets_a_400_with_a_status_line(exp):
+    resp = raw(exp, b"this is not http\r\n\r\n")
+    assert status(resp) == 400 and b"application/json" in resp
 
 
 def test_a_stalled_body_is_cut_off_with_400_at_the_body_deadline(exp, monkeypatch):

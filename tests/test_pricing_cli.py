@@ -1,8 +1,10 @@
-"""`costmeter pricing show` and `costmeter pricing import-litellm` (on a LiteLLM-format fixture)."""
+"""`costmeter pricing show` and `costmeter pricing import-litellm` (on a LiteLLM-format fixture, and on
+entries cut verbatim from LiteLLM's real file), and tools/compare_litellm.py."""
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,10 @@ from costmeter.pricing.litellm import convert
 from exporter_support import costmeter_cmd
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "litellm_model_prices.json"
+# 25 entries and the two metadata keys cut verbatim from LiteLLM's model_prices_and_context_window.json as
+# mirrored on 2026-07-24 (RoCry/llm-api-price 8442b93; fallback_generalizations shortened to its first rule).
+REAL = Path(__file__).resolve().parent / "data" / "litellm_2026-07-24_excerpt.json"
+ROOT = Path(__file__).resolve().parent.parent
 M = 1e6
 
 
@@ -129,6 +135,102 @@ def test_import_lists_what_it_cannot_map(conversion):
     # Nothing of a skipped entry leaks in: deepseek-chat keeps the built-in price.
     assert t.price("deepseek", "deepseek-chat", 1.8e9).source.startswith("https://api-docs.deepseek.com")
     assert t.resolve("google", "gemini-1.5-pro-tiered") is None
+
+
+# ---- import-litellm on the real file's shapes ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real():
+    return convert(json.loads(REAL.read_text()), "model_prices_and_context_window.json", "2026-11-30")
+
+
+def test_import_real_shapes_skips_and_notes(real):
+    skipped = dict(real.skipped)
+    assert set(skipped) == {"gpt-realtime", "gemini-flash-latest", "gemini/gemini-flash-latest",
+                            "azure/eu/gpt-5.6-sol", "last_updated"}
+    assert "not priced per token" in skipped["gpt-realtime"]
+    # Google's moving alias: two entries with different cache-read prices, so neither is guessed.
+    assert "different prices" in skipped["gemini-flash-latest"]
+    assert "region-, deployment- or publisher-specific" in skipped["azure/eu/gpt-5.6-sol"]
+    assert skipped["last_updated"] == "not a model entry (a JSON string, not an object)"
+    notes = dict(real.notes)
+    assert "gemini-flash-latest" not in notes                       # left out: no note about it either
+    assert "input_cost_per_token_priority" in notes["gpt-5.6-sol"]
+    assert "output_cost_per_token_above_200k_tokens_priority" in notes["gemini/gemini-3.1-pro-preview"]
+    # gemini-3-flash-preview and vertex_ai/gemini-3-flash-preview differ only in spelling out a reasoning
+    # rate equal to the output rate: one vertex_ai model, not a clash.
+    assert real.imported == 20
+    t = PricingTable.loads(real.yaml, "imported.yaml")
+    assert t.explain("vertex_ai", "gemini-3-flash-preview")["provider"] == "vertex_ai"
+
+
+def test_import_real_shapes_hand_computed_costs(real):
+    t = PricingTable.loads(real.yaml, "imported.yaml")
+    snap = 1784917423.0          # 2026-07-24T18:23:43Z, the snapshot
+    # OpenAI gpt-5.6-sol over 272k: input, cache reads and cache writes double, output 1.5x; batch 50 %.
+    assert t.cost("openai", "gpt-5.6-sol", 200_001, 64_000, 8000, 1000, at=snap) == \
+        pytest.approx((200_001 * 10 + 64_000 * 1 + 8000 * 12.5 + 1000 * 45) / M)
+    assert t.cost("openai", "gpt-5.4-pro-2026-03-05", 1000, 1000, 0, 1000, batch=True, at=snap) == \
+        pytest.approx((1000 * 30 + 1000 * 3 + 1000 * 180) * 0.5 / M)
+    # The imported entry replaces the built-in one: gpt-5.6-terra at the snapshot's launch price, after
+    # OpenAI's cut of 2026-07-30 too (the built-in table has the cut).
+    assert t.cost("openai", "gpt-5.6-terra", 1000, output_tokens=1000) == pytest.approx((1000 * 2.5 + 1000 * 15) / M)
+    assert PricingTable.load().cost("openai", "gpt-5.6-terra", 1000, output_tokens=1000) == \
+        pytest.approx((1000 * 2 + 1000 * 12) / M)
+    # Anthropic: 1h writes, and claude-sonnet-4-5's >200k tier with its own 1h rate.
+    assert t.cost("anthropic", "claude-fable-5", 1000, 10_000, 2000, 500, cache_write_1h_tokens=3000) == \
+        pytest.approx((1000 * 10 + 10_000 * 1 + 2000 * 12.5 + 3000 * 20 + 500 * 50) / M)
+    assert t.cost("anthropic", "claude-sonnet-4-5", 190_001, 0, 5000, 100, cache_write_1h_tokens=5000) == \
+        pytest.approx((190_001 * 6 + 5000 * 7.5 + 5000 * 12 + 100 * 22.5) / M)
+    # Bedrock's us. cross-region profile is 10 % above Anthropic's price; global. is not.
+    assert t.cost("bedrock", "us.anthropic.claude-opus-5", 1000, output_tokens=1000) == \
+        pytest.approx((1000 * 5.5 + 1000 * 27.5) / M)
+    assert t.cost("bedrock", "global.anthropic.claude-opus-5", 1000, output_tokens=1000) == \
+        pytest.approx((1000 * 5 + 1000 * 25) / M)
+    assert t.cost("vertex_ai", "claude-opus-4-8@default", 1000, output_tokens=1000) == pytest.approx(30_000 / M)
+    # Google: reasoning at its own (= output) rate; batch halves all but cache reads (the built-in
+    # provider's batch_undiscounted still applies to an imported model).
+    assert t.cost("google", "gemini-3.5-flash", 1000, 1000, 0, 500, 1500) == \
+        pytest.approx((1000 * 1.5 + 1000 * 0.15 + 2000 * 9) / M)
+    assert t.cost("google", "gemini-3.1-pro-preview", 150_001, 50_000, 0, 1000, batch=True) == \
+        pytest.approx((150_001 * 4 + 1000 * 18) * 0.5 / M + 50_000 * 0.4 / M)
+    assert t.cost("google", "gemini-embedding-2", 1_000_000) == pytest.approx(0.20)
+
+
+def test_builtin_table_agrees_with_the_real_entries_of_the_new_models(real):
+    imported = PricingTable.loads("include_defaults: false\n" + real.yaml, "imported.yaml")
+    builtin = PricingTable.load()
+    snap = 1784917423.0
+    same = [("openai", "gpt-5.6-sol"), ("openai", "gpt-5.6"), ("openai", "gpt-5.6-terra"), ("openai", "gpt-5.3-codex"),
+            ("openai", "gpt-5.4-pro-2026-03-05"), ("anthropic", "claude-opus-4-7"),
+            ("anthropic", "claude-opus-4-7-20260416"), ("anthropic", "claude-fable-5"),
+            ("anthropic", "claude-sonnet-4-5"), ("vertex_ai", "claude-opus-4-8@default"),
+            ("google", "gemini-3.5-flash"), ("google", "gemini-3.1-pro-preview"), ("google", "gemini-embedding-2"),
+            ("vertex_ai", "gemini-3-flash-preview"), ("bedrock", "global.anthropic.claude-opus-5")]
+    for provider, model in same:
+        a, b = imported.price(provider, model, snap), builtin.price(provider, model, snap)
+        assert a is not None and b is not None, (provider, model)
+        assert a.rates() == pytest.approx(b.rates()), (provider, model)
+        assert a.long_context_above == b.long_context_above, (provider, model)
+        if a.long_context is not None:
+            assert a.long_context.rates() == pytest.approx(b.long_context.rates()), (provider, model)
+    # Where they differ, on purpose: the built-in table has no Bedrock regional surcharge.
+    assert builtin.price("bedrock", "us.anthropic.claude-opus-5").input == 5.0
+    assert imported.price("bedrock", "us.anthropic.claude-opus-5").input == 5.5
+
+
+def test_compare_tool_on_the_real_entries():
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "compare_litellm.py"), str(REAL)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "prices compared as in force on 2026-07-24" in lines[0]
+    assert lines[1] == ("SHARED: 16 reference entries priced by both, resolving to 12 built-in models; "
+                        "15 agree on every rate, 1 differ")
+    assert lines[2].startswith("DIFFERS gemini-3.1-pro-preview -> google/gemini-3.1-pro-preview: "
+                               "cache_write above 200,000 0.25 vs 4")
+    assert sorted(ln.split("]")[0] for ln in lines[3:]) == ["MISSING [fine-tune", "MISSING [live",
+                                                            "MISSING [moving alias", "MISSING [moving alias"]
 
 
 def test_import_rejects_what_is_not_a_litellm_file():

@@ -3,8 +3,10 @@
 One rule per block: 1-hour cache writes, long-context tiers (both sides of
 each threshold), batch with cached input, names as users send them (gateway
 prefixes, provider aliases, Bedrock ids, snapshots), the names that must stay
-unpriced rather than take a lookalike's price, and the new providers. The
-last test sends part of the corpus through a real `costmeter serve`.
+unpriced rather than take a lookalike's price, the new providers, and the
+current OpenAI, Anthropic and Google models added after the comparison with
+LiteLLM's table of 2026-07-24 (docs/pricing.md). The last test sends part of
+the corpus through a real `costmeter serve`.
 """
 from __future__ import annotations
 
@@ -103,7 +105,17 @@ CORPUS = [
     ("openai", "gpt-3.5-turbo-0914", (1000, 0, 0, 0, 1000, 0), False, None),
     ("openai", "gpt-4o-mini-tts", (1000, 0, 0, 0, 1000, 0), False, None),
     ("openai", "gpt-4o-realtime-preview", (1000, 0, 0, 0, 1000, 0), False, None),
-    ("openai", "gpt-5.4-pro", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("openai", "gpt-4o-search-preview", (1000, 0, 0, 0, 1000, 0), False, None),   # per-call search fee unmetered
+    ("openai", "gpt-5.6-mini", (1000, 0, 0, 0, 1000, 0), False, None),            # not gpt-5.6
+    ("openai", "gpt-audio", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("openai", "ft:gpt-4.1-2025-04-14", (1000, 0, 0, 0, 1000, 0), False, None),    # fine-tunes cost more
+    ("anthropic", "claude-opus-4-9", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("vertex_ai", "claude-opus-4-7@latest", (1000, 0, 0, 0, 1000, 0), False, None),  # only @default and @date strip
+    ("google", "gemini-3.1-flash-live-preview", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("google", "gemini-omni-flash-preview", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("google", "gemini-flash-lite-latest", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("google", "gemini-3.5-pro", (1000, 0, 0, 0, 1000, 0), False, None),
+    ("vertex_ai", "text-embedding-005", (1000, 0, 0, 0, 0, 0), False, None),      # Vertex bills it per character
     ("openai", "gpt-4-0125", (1000, 0, 0, 0, 1000, 0), False, None),
     ("openai", "openai/claude-sonnet-4-5", (1000, 0, 0, 0, 1000, 0), False, None),
     ("litellm", "gpt-4o", (1000, 0, 0, 0, 1000, 0), False, None),                     # no provider to price it
@@ -123,6 +135,49 @@ CORPUS = [
     ("mistral", "mistral-small-latest", (10000, 0, 0, 0, 10000, 0), True, (10000 * 0.10 + 10000 * 0.30) * 0.5 / M),
     ("deepseek", "deepseek-chat", (1000, 9000, 0, 0, 1000, 0), False, (1000 * 0.28 + 9000 * 0.028 + 1000 * 0.42) / M),
     ("deepseek", "deepseek-reasoner", (1000, 0, 0, 0, 500, 1500), False, (1000 * 0.28 + 2000 * 0.42) / M),
+    # -- Current models the LiteLLM table of 2026-07-24 lists, added after the comparison.
+    # OpenAI GPT-5.6: cache writes 1.25x input, reads 0.1x; over 272k everything doubles but output (1.5x).
+    ("openai", "gpt-5.6-sol", (20000, 100000, 8000, 0, 2000, 3000), False,
+     (20000 * 5 + 100000 * 0.50 + 8000 * 6.25 + 5000 * 30) / M),
+    ("openai", "gpt-5.6", (200000, 64000, 8000, 0, 1000, 0), False,                    # exactly 272,000: alias of Sol
+     (200000 * 5 + 64000 * 0.50 + 8000 * 6.25 + 1000 * 30) / M),
+    ("openai", "gpt-5.6-sol", (200001, 64000, 8000, 0, 1000, 0), False,                # 272,001: the whole request doubles
+     (200001 * 10 + 64000 * 1.00 + 8000 * 12.50 + 1000 * 45) / M),
+    ("openai", "gpt-5.6-terra", (10000, 40000, 4000, 0, 1000, 0), True,              # after the cut of 2026-07-30, batch
+     (10000 * 2.00 + 40000 * 0.20 + 4000 * 2.50 + 1000 * 12) * 0.5 / M),
+    ("litellm", "openai/gpt-5.6-luna", (10000, 0, 0, 0, 1000, 0), False,              # gateway prefix
+     (10000 * 0.20 + 1000 * 1.20) / M),
+    ("openai", "gpt-5.4-pro-2026-03-05", (272001, 0, 0, 0, 1000, 0), False, (272001 * 60 + 1000 * 270) / M),
+    ("azure", "gpt-5.5-pro", (10000, 10000, 0, 0, 1000, 0), True, (10000 * 30 + 10000 * 3 + 1000 * 180) * 0.5 / M),
+    ("openai", "gpt-5.3-codex", (1000, 9000, 0, 0, 1000, 0), False, (1000 * 1.75 + 9000 * 0.175 + 1000 * 14) / M),
+    ("openai", "babbage-002", (1000, 0, 0, 0, 1000, 0), False, (1000 * 0.40 + 1000 * 0.40) / M),
+    ("openai", "text-embedding-ada-002-v2", (1_000_000, 0, 0, 0, 0, 0), False, 0.10),
+    # Anthropic: Opus 4.7 / 4.8 / 5 at $5/$25, Fable 5 at twice that; 1h writes 2x input, batch stacks.
+    ("anthropic", "claude-opus-4-7-20260416", (2000, 30000, 1000, 4000, 800, 0), False,
+     (2000 * 5 + 30000 * 0.50 + 1000 * 6.25 + 4000 * 10 + 800 * 25) / M),
+    ("vertex_ai", "claude-opus-4-8@default", (1000, 0, 0, 0, 1000, 0), False, (1000 * 5 + 1000 * 25) / M),
+    ("bedrock", "global.anthropic.claude-opus-5", (1000, 1000, 0, 0, 1000, 0), False, (1000 * 5 + 1000 * 0.5 + 1000 * 25) / M),
+    ("anthropic", "claude-fable-5", (5000, 50000, 0, 10000, 2000, 0), True,
+     (5000 * 10 + 50000 * 1.00 + 10000 * 20 + 2000 * 50) * 0.5 / M),
+    ("bedrock", "global.anthropic.claude-opus-4-6-v1", (1000, 0, 0, 0, 1000, 0), False, (1000 * 5 + 1000 * 25) / M),
+    ("anthropic", "claude-4-sonnet-20250514", (1000, 0, 0, 0, 1000, 0), False, (1000 * 3 + 1000 * 15) / M),
+    # Google: 3.5 / 3.6 Flash, 3.1 Flash-Lite and 3.1 Pro; thinking bills as output, batch leaves cache reads alone.
+    ("google", "gemini-3.5-flash", (10000, 20000, 0, 0, 500, 1500), False,
+     (10000 * 1.50 + 20000 * 0.15 + 2000 * 9) / M),
+    ("gemini", "gemini-3.6-flash", (10000, 20000, 0, 0, 2000, 0), True,
+     (10000 * 1.50 + 2000 * 7.50) * 0.5 / M + 20000 * 0.15 / M),
+    ("vertex_ai", "gemini-3.5-flash-lite", (10000, 0, 0, 0, 1000, 0), False, (10000 * 0.30 + 1000 * 2.50) / M),
+    ("google", "models/gemini-3.1-flash-lite-preview", (10000, 10000, 0, 0, 1000, 0), False,
+     (10000 * 0.25 + 10000 * 0.025 + 1000 * 1.50) / M),
+    ("google", "gemini-3.1-pro-preview", (150001, 50000, 0, 0, 1000, 0), True,            # 200,001 and batch
+     (150001 * 4 + 1000 * 18) * 0.5 / M + 50000 * 0.40 / M),
+    ("vertex_ai", "gemini-3.1-pro-preview-customtools", (1000, 0, 0, 0, 1000, 0), False, (1000 * 2 + 1000 * 12) / M),
+    ("google", "gemini-embedding-2-preview", (1_000_000, 0, 0, 0, 0, 0), False, 0.20),
+    # Previews whose cache reads LiteLLM prices apart from the GA model; 2.0 Flash-Lite's cache reads.
+    ("google", "gemini-2.5-flash-preview-09-2025", (1000, 10000, 0, 0, 1000, 0), False,
+     (1000 * 0.30 + 10000 * 0.075 + 1000 * 2.50) / M),
+    ("google", "gemini-2.0-flash-lite-001", (1000, 10000, 0, 0, 1000, 0), False,
+     (1000 * 0.075 + 10000 * 0.01875 + 1000 * 0.30) / M),
 ]
 
 
@@ -145,6 +200,13 @@ def test_corpus(table, provider, model, tokens, batch, want):
 TIERS = [
     ("anthropic", "claude-sonnet-4", 200_000, (3, 15), (6, 22.50)),
     ("anthropic", "claude-sonnet-4-5", 200_000, (3, 15), (6, 22.50)),
+    ("google", "gemini-2.5-computer-use-preview-10-2025", 200_000, (1.25, 10), (2.50, 15)),
+    ("google", "gemini-3.1-pro-preview", 200_000, (2, 12), (4, 18)),
+    ("openai", "gpt-5.4-pro", 272_000, (30, 180), (60, 270)),
+    ("openai", "gpt-5.5-pro", 272_000, (30, 180), (60, 270)),
+    ("openai", "gpt-5.6-sol", 272_000, (5, 30), (10, 45)),
+    ("openai", "gpt-5.6-terra", 272_000, (2, 12), (4, 18)),                 # since the cut of 2026-07-30
+    ("openai", "gpt-5.6-luna", 272_000, (0.20, 1.20), (0.40, 1.80)),
     ("google", "gemini-1.5-flash", 128_000, (0.075, 0.30), (0.15, 0.60)),
     ("google", "gemini-1.5-pro", 128_000, (1.25, 5), (2.50, 10)),
     ("google", "gemini-2.5-pro", 200_000, (1.25, 10), (2.50, 15)),
@@ -182,6 +244,23 @@ def test_deepseek_prices_by_date(table):
         pytest.approx((1000 * 0.55 + 9000 * 0.14 + 1000 * 2.19) / M)
     assert table.cost("deepseek", "deepseek-reasoner", **tok, at=ts("2025-09-29T00:00:00")) == \
         pytest.approx((1000 * 0.28 + 9000 * 0.028 + 1000 * 0.42) / M)
+
+
+def test_gpt_5_6_terra_and_luna_before_and_after_the_cut(table):
+    # Launch prices (as in LiteLLM's table of 2026-07-24) until 2026-07-29, the cut from 2026-07-30.
+    tok = dict(input_tokens=10000, cached_input_tokens=20000, cache_write_tokens=4000, output_tokens=1000)
+    before, after = ts("2026-07-29T23:59:59"), ts("2026-07-30T00:00:00")
+    assert table.cost("openai", "gpt-5.6-terra", **tok, at=before) == \
+        pytest.approx((10000 * 2.50 + 20000 * 0.25 + 4000 * 3.125 + 1000 * 15) / M)
+    assert table.cost("openai", "gpt-5.6-terra", **tok, at=after) == \
+        pytest.approx((10000 * 2.00 + 20000 * 0.20 + 4000 * 2.50 + 1000 * 12) / M)
+    assert table.cost("openai", "gpt-5.6-luna", **tok, at=before) == \
+        pytest.approx((10000 * 1.00 + 20000 * 0.10 + 4000 * 1.25 + 1000 * 6) / M)
+    assert table.cost("openai", "gpt-5.6-luna", **tok, at=after) == \
+        pytest.approx((10000 * 0.20 + 20000 * 0.02 + 4000 * 0.25 + 1000 * 1.20) / M)
+    long = dict(input_tokens=272_001, output_tokens=1000)
+    assert table.cost("openai", "gpt-5.6-luna", **long, at=before) == pytest.approx((272_001 * 2 + 1000 * 9) / M)
+    assert table.cost("openai", "gpt-5.6-luna", **long, at=after) == pytest.approx((272_001 * 0.40 + 1000 * 1.80) / M)
 
 
 def test_without_a_1h_rate_1h_writes_cost_the_cache_write_rate():
@@ -271,9 +350,11 @@ def test_corpus_through_the_exporter(tmp_path):
     chosen = {("anthropic", "claude-sonnet-4-5-20250929"), ("google", "gemini-2.5-pro"),
               ("vertex_ai", "gemini-2.5-pro"), ("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
               ("litellm", "vertex_ai/claude-3-5-sonnet-v2@20241022"), ("google", "gemini-pro-latest"),
-              ("google", "gemini-flash-latest"), ("anthropic", "claude-2.1"), ("openai", "gpt-5.4-pro")}
+              ("google", "gemini-flash-latest"), ("anthropic", "claude-2.1"), ("openai", "gpt-4o-search-preview"),
+              ("anthropic", "claude-opus-4-7-20260416"), ("vertex_ai", "claude-opus-4-8@default"),
+              ("gemini", "gemini-3.6-flash")}
     picks = [k for k, c in enumerate(CORPUS) if (c[0], c[1]) in chosen]
-    assert len(picks) == 10         # gemini-2.5-pro twice: batch, and batch over 200k
+    assert len(picks) == 13         # gemini-2.5-pro twice: batch, and batch over 200k
     for k in picks:
         p, m, t, b, _ = CORPUS[k]
         events.append({"id": f"c{k}", "provider": p, "model": m, "tenant": f"corpus{k}", "batch": b,

@@ -28,7 +28,8 @@ in docs/pricing.md), first hit wins: the name itself or an explicit alias; a
 gateway prefix naming a provider (``gemini/gemini-2.5-pro``) prices the rest
 of the name with that provider; ``models/`` and Bedrock's
 ``[region.]anthropic.`` are removed; then a dated snapshot suffix
-(``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``, ``-20241022``, ``-v2:0``);
+(``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``, ``-20241022``, ``-v2:0``,
+Vertex's ``@default``);
 then glob ``patterns`` and ``regex`` entries, where the one with the most
 literal characters wins. ``provider_aliases`` price one provider name as
 another (``vertex_ai`` as ``google``). Nothing else is guessed: a name that

@@ -17,13 +17,14 @@ from costmeter.pricing.file import RATE_KEYS, _defaults, _Layer, _ModelSpec, _pa
 __all__ = ["PricingTable", "ModelPrice", "RATE_KEYS", "default_pricing_path"]
 
 # Suffixes that name a dated snapshot of a model family, priced as the family:
-# -2024-07-18, -20241022, @20240620 (Vertex), -v2:0 (Bedrock). Stripped one at a
+# -2024-07-18, -20241022, @20240620 (Vertex), -v2:0 (Bedrock), and Vertex's
+# @default (the default version of that very model). Stripped one at a
 # time, the name looked up after each. Deliberately NOT stripped, because the
 # vendors price them differently from the bare name: -0613 / -1106 style
 # (gpt-3.5-turbo-1106 is $1/$2, gpt-3.5-turbo $0.50/$1.50), -05-20 style
 # (Gemini previews), -latest (moves to whatever model is current), -2411 style
 # (Mistral versions). Those resolve only through an explicit name or alias.
-_SUFFIX_RE = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8})|-v\d+:\d+)$")
+_SUFFIX_RE = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8})|-v\d+:\d+|@default)$")
 # Prefixes of a name that only say where it is served: Google's "models/",
 # Vertex's resource path.
 _PATH_PREFIXES = ("models/", "publishers/google/models/")

@@ -30,6 +30,9 @@ HEADER_TIMEOUT = 10.0      # seconds from connect to the end of the headers
 IDLE_TIMEOUT = 60.0        # a keep-alive connection may wait this long for its next request
 BODY_TIMEOUT = 30.0        # seconds for a body, plus one per BODY_RATE bytes
 BODY_RATE = 256 * 1024
+_408_BODY = b"request line and headers not received in time\n"
+_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(_408_BODY), _408_BODY))
 
 
 def default_max_connections() -> int:
@@ -51,6 +54,8 @@ class DeadlineReader(io.RawIOBase):
         self.sock, self.per_recv = sock, per_recv
         self.deadline: float | None = None
         self.what = "request"
+        self.got = 0                # bytes received since the deadline was set
+        self.timed_out = False
 
     def readable(self) -> bool:
         return True
@@ -59,12 +64,16 @@ class DeadlineReader(io.RawIOBase):
         if self.deadline is not None:
             left = self.deadline - time.monotonic()
             if left <= 0:
+                self.timed_out = True
                 raise TimeoutError(f"{self.what} not received in time")
             self.sock.settimeout(min(left, self.per_recv))
         try:
-            return self.sock.recv_into(buf)
+            n = self.sock.recv_into(buf)
         except TimeoutError:
+            self.timed_out = True
             raise TimeoutError(f"{self.what} not received in time") from None
+        self.got += n
+        return n
 
 
 class LimitedServer(ThreadingHTTPServer):
@@ -202,10 +211,18 @@ class LimitedHandler(BaseHTTPRequestHandler):
         # waiting for a request (evictable at the cap) until its headers are in
         r = self._reader
         r.deadline = time.monotonic() + (HEADER_TIMEOUT if self._served == 0 else IDLE_TIMEOUT)
-        r.what = "request headers"
+        r.what, r.got, r.timed_out = "request headers", 0, False
         self.server.set_phase(self._fd, "wait")
         self._served += 1
         super().handle_one_request()
+        if r.timed_out and r.got and r.deadline is not None:
+            # part of a request came, not all of its headers: say so before closing (an idle
+            # keep-alive connection that sent nothing is closed without a word, as usual)
+            self.close_connection = True
+            try:
+                self.connection.sendall(_TIMEOUT_408)
+            except OSError:
+                pass
 
     def parse_request(self) -> bool:
         ok = super().parse_request()

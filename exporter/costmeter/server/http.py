@@ -33,6 +33,7 @@ import json
 import logging
 import re
 import socket
+from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -113,6 +114,23 @@ class Handler(LimitedHandler):
 
     def _error(self, status: int, message: str, extra: dict | None = None) -> None:
         self._json(status, {"error": message}, extra)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (a bad request line, headers too long, a method we do not
+        serve) answered like ours: JSON, not an HTML page; a method we do not serve is 405
+        with Allow (http.server says 501), since bad input never gets a 5xx."""
+        extra = None
+        if code == 501 and self.command and not hasattr(self, "do_" + self.command):
+            code, extra = 405, {"Allow": "GET, HEAD, POST"}
+            message = f"method {self.command[:20]!r} is not served here: use GET, HEAD or POST"
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":     # a request line too broken to have a version
+            self.request_version = "HTTP/1.1"       # still gets a status line and headers
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self._error(int(code), message or explain or phrase, extra)
 
     # ---- auth --------------------------------------------------------------------
     def _basic_ok(self) -> bool:
