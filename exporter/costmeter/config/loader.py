@@ -216,12 +216,12 @@ def loads(text: str, file: str | None = None) -> Doc:
         raise ConfigError(file, e.line, e.key, e.message) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise ConfigError(file, mark.line + 1 if mark else None, None,
+        raise ConfigError(file, mark.line + 1 if mark else loader.get_mark().line + 1, None,
                           f"invalid YAML: {e.problem or e.context}") from None
     except yaml.reader.ReaderError as e:
         raise _reader_error(file, text, e) from None
     except yaml.YAMLError as e:
-        raise ConfigError(file, None, None, f"invalid YAML: {e}") from None
+        raise ConfigError(file, loader.get_mark().line + 1, None, f"invalid YAML: {e}") from None
     except RecursionError:     # called with most of the stack in use already: the line reached
         raise ConfigError(file, loader.node_line, None, "invalid YAML: nested too deeply") from None
     finally:
