@@ -118,9 +118,10 @@ class Exporter:
                 self._restore()
                 self._check_before_ready()
             except sqlite3.DatabaseError as e:     # a damaged page met by the restore itself:
-                if self.ledger is None or self.ledger.fast is None:
+                if self.ledger is None:
                     raise
-                self.ledger.check_fast()           # name the file the fast check found damaged,
+                if self.ledger.fast is not None:
+                    self.ledger.check_fast()       # name the file the fast check found damaged,
                 raise self.ledger.damaged(e) from None      # else ledger.db
         except BaseException:
             if self.http is not None:
