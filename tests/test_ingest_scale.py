@@ -393,3 +393,22 @@ def test_a_whole_state_snapshot_of_an_older_costmeter_is_restored_then_rewritten
         assert data_series(c) == expected
     finally:
         c.stop()
+
+
+def test_ids_of_every_shape_are_found_in_runs_after_a_flush_and_a_restart(tmp_path, monkeypatch):
+    """Runs are written through SQLite's json_each: ids with quotes, backslashes, control-free
+    unicode, JSON-looking text and long ones come back exactly."""
+    monkeypatch.setattr(idindex, "RUN_SIZE", 20)
+    odd = ['a"b', "back\\slash", "é€😀", "\u2028sep", "x" * 300, "null", "[1]", "{}", " lead", "trail ",
+           "0", "-1", "1e5", "true", "\\u0041"]
+    ids = odd + [f"plain-{i}" for i in range(30)]
+    led = Ledger(str(tmp_path))
+    assert len(led.append([row(i) for i in ids])[0]) == len(ids)
+    wait_flushed(led)
+    assert led.ids.runs and not (set(odd) & led.ids.recent)                 # every odd id is in a run
+    assert led.append([row(i) for i in odd])[0] == []
+    assert led.append([row("\\u0042"), row('a"b ')])[0] == [0, 1]          # lookalikes are new
+    led.close()
+    led = Ledger(str(tmp_path))
+    assert led.append([row(i) for i in ids])[0] == []
+    led.close()

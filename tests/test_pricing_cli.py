@@ -51,7 +51,7 @@ def test_show_text_bedrock_id_with_1h_writes(capsys):
     assert out.startswith("bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0 -> anthropic/claude-sonnet-4-5\n")
     assert "provider bedrock is priced as anthropic" in out
     lines = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines() if ln.startswith("  standard")}
-    assert lines["standard"] == ["3", "0.3", "3.75", "6", "15", "15"]
+    assert lines["standard"] == ["3.3", "0.33", "4.125", "6.6", "16.5", "16.5"]     # us.: 10 % over
     assert "prompt > 200,000" in out and "batch: 50% off" in out
 
 
@@ -214,9 +214,12 @@ def test_builtin_table_agrees_with_the_real_entries_of_the_new_models(real):
         assert a.long_context_above == b.long_context_above, (provider, model)
         if a.long_context is not None:
             assert a.long_context.rates() == pytest.approx(b.long_context.rates()), (provider, model)
-    # Where they differ, on purpose: the built-in table has no Bedrock regional surcharge.
-    assert builtin.price("bedrock", "us.anthropic.claude-opus-5").input == 5.0
-    assert imported.price("bedrock", "us.anthropic.claude-opus-5").input == 5.5
+    # Bedrock's regional ids: the built-in table's regional_premium gives the reference's prices.
+    assert builtin.price("bedrock", "us.anthropic.claude-opus-5").rates() == pytest.approx(
+        imported.price("bedrock", "us.anthropic.claude-opus-5").rates())
+    for name in ("us.anthropic.claude-opus-5", "eu.anthropic.claude-opus-5", "jp.anthropic.claude-opus-5"):
+        assert builtin.price("bedrock", name).input == pytest.approx(5.5)
+    assert builtin.price("bedrock", "global.anthropic.claude-opus-5").input == 5.0
 
 
 def test_compare_tool_on_the_real_entries():

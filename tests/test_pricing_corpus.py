@@ -17,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from costmeter.config.loader import ConfigError
 from costmeter.pricing import PricingTable
 from exporter_support import ExporterProcess, parse_metrics, sample
 from test_pricing import PACKAGE_DATA
@@ -80,8 +81,29 @@ CORPUS = [
     ("azure", "gpt-35-turbo-1106", (1000, 0, 0, 0, 1000, 0), False, (1000 * 1.00 + 1000 * 2.00) / M),
     ("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0", (1000, 0, 0, 0, 1000, 0), False,
      (1000 * 3 + 1000 * 15) / M),
+    # a geographic (us.) Bedrock id of a Claude 4.5+ model: 10 % over Anthropic's price
     ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", (1000, 0, 0, 1000, 1000, 0), False,
+     (1000 * 3.3 + 1000 * 6.6 + 1000 * 16.5) / M),
+    ("bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", (1000, 0, 0, 1000, 1000, 0), False,
      (1000 * 3 + 1000 * 6 + 1000 * 15) / M),
+    ("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0", (1000, 0, 0, 0, 1000, 0), False,
+     (1000 * 3 + 1000 * 15) / M),
+    ("bedrock", "eu.anthropic.claude-haiku-4-5-20251001-v1:0", (1000, 0, 0, 0, 1000, 0), False,
+     (1000 * 1.1 + 1000 * 5.5) / M),
+    ("bedrock", "jp.anthropic.claude-opus-4-7", (300_000, 0, 0, 0, 1000, 0), False,   # no tier: 1M at one price
+     (300_000 * 5.5 + 1000 * 27.5) / M),
+    # GovCloud: 20 % where the reference gives it; an older model's us. id has no premium
+    ("bedrock", "us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0", (1000, 0, 0, 0, 1000, 0), False,
+     (1000 * 3.6 + 1000 * 18) / M),
+    ("bedrock", "us-gov.anthropic.claude-3-haiku-20240307-v1:0", (1000, 0, 0, 0, 1000, 0), False,
+     (1000 * 0.30 + 1000 * 1.50) / M),
+    ("bedrock", "us.anthropic.claude-3-5-sonnet-20241022-v2:0", (1000, 0, 0, 0, 1000, 0), False,
+     (1000 * 3 + 1000 * 15) / M),
+    # a long prompt on a regional id: the tier's rates, 10 % over
+    ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", (250_000, 0, 0, 0, 1000, 0), False,
+     (250_000 * 6.6 + 1000 * 24.75) / M),
+    # GovCloud ids of a model without a known GovCloud price stay unpriced (never the commercial price)
+    ("bedrock", "us-gov.anthropic.claude-opus-4-6-v1", (1000, 0, 0, 0, 1000, 0), False, None),
     ("litellm", "bedrock/anthropic.claude-3-haiku-20240307-v1:0", (1000, 0, 0, 0, 1000, 0), False,
      (1000 * 0.25 + 1000 * 1.25) / M),
     ("google", "models/gemini-2.0-flash-001", (1000, 0, 0, 0, 1000, 0), False, (1000 * 0.10 + 1000 * 0.40) / M),
@@ -375,3 +397,17 @@ def test_corpus_through_the_exporter(tmp_path):
     lbl = dict(provider="anthropic", model="claude-sonnet-4-5-20250929", tenant=f"corpus{k0}")
     assert sample(m, "cost_provider_tokens_total", token_type="cache_write_1h", **lbl) == 3000
     assert sample(m, "cost_provider_tokens_total", token_type="cache_write", **lbl) == 2000
+
+
+def test_regional_premium_in_a_user_file_and_its_errors(tmp_path):
+    t = PricingTable.loads("providers:\n  acme:\n    models:\n"
+                           "      m1: {input: 1.0, output: 2.0, regional_premium: 0.25}\n")
+    assert t.cost("acme", "eu.acme.m1", 1_000_000) == pytest.approx(1.25)
+    assert t.cost("acme", "global.acme.m1", 1_000_000) == pytest.approx(1.0)
+    assert t.cost("acme", "us-gov.acme.m1", 1_000_000) is None        # no govcloud_premium: unpriced
+    f = tmp_path / "pricing.yaml"
+    f.write_text("providers:\n  acme:\n    models:\n      m1:\n        input: 1.0\n        output: 2.0\n"
+                 "        regional_premium: -0.1\n")
+    with pytest.raises(ConfigError) as e:
+        PricingTable.load(str(f))
+    assert f"{f}:7" in str(e.value) and "regional_premium" in str(e.value)

@@ -21,7 +21,8 @@ __all__ = ["RATE_KEYS", "default_pricing_path"]
 RATE_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning")
 _TOP_KEYS = ("include_defaults", "provider_aliases", "providers")
 _PROVIDER_KEYS = ("batch_discount", "batch_undiscounted", "models")
-_MODEL_META_KEYS = ("prices", "aliases", "patterns", "regex", "batch_discount", "batch_undiscounted", "source")
+_MODEL_META_KEYS = ("prices", "aliases", "patterns", "regex", "batch_discount", "batch_undiscounted", "source",
+                    "regional_premium", "govcloud_premium")
 _ENTRY_KEYS = RATE_KEYS + ("effective_from", "long_context")
 _TIER_KEYS = RATE_KEYS + ("above",)
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -45,6 +46,10 @@ class _ModelSpec:
     line: int | None
     batch_undiscounted: tuple[str, ...] | None = None
     source: str | None = None
+    # Bedrock ids with a geographic prefix (us., eu., apac., au., ca., jp.) bill this
+    # fraction more; us-gov. ids are priced only when govcloud_premium is given.
+    regional_premium: float = 0.0
+    govcloud_premium: float | None = None
 
 
 @dataclass
@@ -243,7 +248,15 @@ def _parse_model(doc: Doc, path: tuple, name: str, m: Any, errors: list) -> _Mod
     if src is not None and not isinstance(src, str):
         errors.append(doc.error(path + ("source",), f"must be a string (where the price comes from), got {src!r}"))
         src = None
-    return _ModelSpec(name, entries, aliases, pats, bd, doc.file, doc.line(path), bu, src)
+    premiums: dict[str, float | None] = {"regional_premium": 0.0, "govcloud_premium": None}
+    for key in premiums:
+        if key in m:
+            try:
+                premiums[key] = loader.expect_number(doc, path + (key,), m[key], minimum=0, maximum=10)
+            except ConfigError as e:
+                errors.append(e)
+    return _ModelSpec(name, entries, aliases, pats, bd, doc.file, doc.line(path), bu, src,
+                      premiums["regional_premium"] or 0.0, premiums["govcloud_premium"])
 
 
 def _read(text: str | None, file: str | None) -> Doc:

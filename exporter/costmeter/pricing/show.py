@@ -31,8 +31,8 @@ def _match(table: PricingTable, provider: str, model: str, at: float) -> dict | 
     how = table.explain(provider, model)
     if how is None:
         return None
-    history = table.history(how["provider"], how["model"])
-    p = table.price(how["provider"], how["model"], at)
+    history = table.history(provider, model)          # the name as sent: a Bedrock regional premium applies
+    p = table.price(provider, model, at)
     out: dict = {"provider": how["provider"], "model": how["model"], "resolution": how["steps"],
                  "source": history[0].source if history else None}
     if p is None:                                 # every price starts after `at`

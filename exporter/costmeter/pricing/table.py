@@ -5,6 +5,7 @@ See :mod:`costmeter.pricing` for how a name finds its price.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -30,7 +31,10 @@ _SUFFIX_RE = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8})|-v\d+:\d+|@default
 _PATH_PREFIXES = ("models/", "publishers/google/models/")
 # Bedrock-style ids: an optional cross-region inference prefix (us., eu., apac.,
 # global., ...) and the vendor ("anthropic."), as in us.anthropic.claude-sonnet-4-5-20250929-v1:0.
-_REGION_RE = re.compile(r"^(?:us|eu|apac|au|ca|jp|global|us-gov)\.")
+_REGION_RE = re.compile(r"^(us|eu|apac|au|ca|jp|global|us-gov)\.")
+# Which prefixes bill the model's regional_premium (Bedrock's geographic cross-region and
+# in-region endpoints) and which its govcloud_premium; global. bills the vendor's price.
+_GEOGRAPHIC = frozenset(("us", "eu", "apac", "au", "ca", "jp"))
 _CACHE_LIMIT = 10_000
 _MISSING: Any = object()
 
@@ -118,6 +122,15 @@ class _Model:
     def at(self, ts: float) -> ModelPrice | None:
         i = bisect.bisect_right(self.starts, ts) - 1
         return self.prices[i] if i >= 0 else None
+
+    def scaled(self, factor: float) -> "_Model":
+        """This model with every rate (tiers included) multiplied by ``factor``."""
+        def scale(p: ModelPrice | None) -> ModelPrice | None:
+            if p is None:
+                return None
+            return dataclasses.replace(p, long_context=scale(p.long_context),
+                                       **{k: getattr(p, k) * factor for k in RATE_KEYS})
+        return _Model(self.name, [scale(p) for p in self.prices], self.provider, self.spec)
 
 
 def _build_price(provider: str, model: str, ts: float | None, rates: dict[str, float],
@@ -247,6 +260,8 @@ class PricingTable:
             hit = self.explain(provider, model)
             if hit is not None:
                 found = self._models[hit["provider"]][hit["model"]]
+                if hit["premium"]:
+                    found = found.scaled(1.0 + hit["premium"])
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[(provider, model)] = found
@@ -282,56 +297,79 @@ class PricingTable:
         tries += [(alt, [f"provider {p0} is priced as {alt}"]) for alt in self._provider_aliases.get(p0, ())]
         for p, pre in tries:
             s = steps + pre
-            hit = self._resolve(p, m, s)
+            hit, premium = self._resolve(p, m, s)
             if hit is not None:
-                return {"provider": p, "model": hit, "steps": s}
+                return {"provider": p, "model": hit, "steps": s, "premium": premium}
+            if s and s[-1].endswith("(its govcloud_premium is not set)"):
+                steps[:] = s            # say why it stays unpriced
+                return None
         return None
 
-    def _resolve(self, p: str, m: str, steps: list[str] | None = None) -> str | None:
+    def _resolve(self, p: str, m: str, steps: list[str] | None = None) -> tuple[str | None, float]:
+        """The model ``m`` names under provider ``p`` (or None), and the Bedrock regional
+        premium its id bills over that model's price (0.0 for none)."""
         names = self._names[p]
         if steps is None:
             steps = []
         hit = names.get(m)                 # an exact name wins over every normalisation
         if hit is not None:
             steps.append(f"name {m}" if hit == m else f"alias {m} of {hit}")
-            return hit
+            return hit, 0.0
         for prefix in _PATH_PREFIXES + (p + "/",):
             if m.startswith(prefix) and len(m) > len(prefix):
                 steps.append(f"prefix {prefix} removed")
                 m = m[len(prefix):]
-        bases = [m]
+        bases = [(m, None)]                 # (name, the Bedrock region prefix removed from it)
         if "." in m:                        # Bedrock: [region.]vendor.model, the vendor a known provider
-            r = _REGION_RE.sub("", m, count=1)
-            if r != m:
-                bases.append(r)             # the vendor's own id without the cross-region prefix
-            for x in list(bases):
+            rm = _REGION_RE.match(m)
+            if rm:                          # the vendor's own id without the cross-region prefix
+                bases.append((m[rm.end():], rm.group(1)))
+            for x, region in list(bases):
                 head, _, rest = x.partition(".")
                 if rest and (head == p or self._provider(head) is not None):
-                    bases.append(rest)
+                    bases.append((rest, region))
                     break
         candidates = []
-        for x in bases:
+        for x, region in bases:
             c = x
-            candidates.append(c)
+            candidates.append((c, region))
             for _ in range(3):
                 c2 = _SUFFIX_RE.sub("", c)
                 if c2 == c or not c2:
                     break
-                candidates.append(c2)
+                candidates.append((c2, region))
                 c = c2
-        for c in candidates:
+        hit = c = region = None
+        for c, region in candidates:
             hit = names.get(c)
             if hit is not None:
                 if c != m:
                     steps.append(f"{m} read as {c} (cross-region, vendor prefix or snapshot suffix removed)")
                 steps.append(f"name {c}" if hit == c else f"alias {c} of {hit}")
-                return hit
-        for rx, _lit, _layer, _order, mname in self._patterns[p]:   # most literal characters first
-            for c in candidates:
-                if rx.fullmatch(c):
-                    steps.append(f"pattern {rx.pattern} of {mname} matches {c}")
-                    return mname
-        return None
+                break
+        else:
+            for rx, _lit, _layer, _order, mname in self._patterns[p]:   # most literal characters first
+                for c, region in candidates:
+                    if rx.fullmatch(c):
+                        steps.append(f"pattern {rx.pattern} of {mname} matches {c}")
+                        hit = mname
+                        break
+                if hit is not None:
+                    break
+        if hit is None or region is None or region == "global":
+            return hit, 0.0
+        spec = self._models[p][hit].spec
+        if region in _GEOGRAPHIC:
+            premium = spec.regional_premium if spec is not None else 0.0
+            if premium:
+                steps.append(f"Bedrock regional id ({region}.): {premium:.0%} over the vendor's price")
+            return hit, premium
+        premium = spec.govcloud_premium if spec is not None else None      # us-gov.
+        if premium is None:             # never the commercial regions' price for GovCloud
+            steps.append(f"{region}. ids of {hit} have no known price (its govcloud_premium is not set)")
+            return None, 0.0
+        steps.append(f"Bedrock GovCloud id ({region}.): {premium:.0%} over the vendor's price")
+        return hit, premium
 
     def resolve(self, provider: str, model: str) -> str | None:
         """The canonical model name that prices ``model``, or None."""
