@@ -231,6 +231,24 @@ def test_damage_in_the_middle_of_a_large_ledger_turns_not_ready_and_refuses_writ
         exp.stop()
 
 
+def test_serve_with_the_full_check_after_ready_turns_not_ready_on_damage(tmp_path):
+    import requests
+    state = _filled_state(tmp_path, n=60_000)          # more than the fast check reads at both ends
+    leaves = _pages(state / "ledger.db", "events_ts")
+    _scribble(state / "ledger.db", leaves[len(leaves) // 2])
+    assert _run_serve(state).returncode == 1                   # auto, small ledger: refused before ready
+    p = _serve(state, "--storage.integrity-check=background").start()
+    try:
+        deadline = time.monotonic() + 20
+        while "the ledger is damaged" not in p.log() and time.monotonic() < deadline:
+            assert p.proc.poll() is None, p.log()
+            time.sleep(0.05)
+        assert "costmeter_ledger_integrity_ok 0" in requests.get(p.url + "/metrics").text
+        assert requests.get(p.url + "/-/ready").status_code == 503
+    finally:
+        p.stop()
+
+
 def test_damage_at_the_end_of_the_index_is_refused_at_start_whatever_the_mode(tmp_path, monkeypatch):
     """The next writes go to the last pages: the fast check reads them before ready, even when
     the full check is after ready."""
