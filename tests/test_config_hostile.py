@@ -23,7 +23,9 @@ HOSTILE = {
     "recursive_list": ("global: &x [*x]\n", 1, "recursive alias"),
     "recursive_map": ("global: &x\n  daily: *x\n", 2, "recursive alias"),
     "bomb": (BOMB, 5, "alias bomb"),
-    "deep": ("global: " + "[" * 1100 + "]" * 1100 + "\n", None, "nested too deeply"),
+    "deep": ("global: " + "[" * 1100 + "]" * 1100 + "\n", 1, "nested too deeply"),
+    # one mapping per line: line 100 holds a key inside 100 mappings (101 levels)
+    "deep_block": ("".join(" " * i + f"k{i}:\n" for i in range(150)), 100, "nested too deeply"),
 }
 
 
@@ -35,7 +37,16 @@ def test_loader_names_file_line_and_problem(name):
         loads(text, "budgets.yaml")
     assert time.monotonic() - t0 < 2
     assert e.value.file == "budgets.yaml" and e.value.line == line and words in str(e.value)
-    assert str(e.value).startswith(f"budgets.yaml:{line}: " if line else "budgets.yaml: ")
+    assert str(e.value).startswith(f"budgets.yaml:{line}: ")
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    from costmeter.config.loader import load
+    f = tmp_path / "budgets.yaml"
+    f.write_bytes(b"global:\n  daily: 10\n  # caf\xe9\n")
+    with pytest.raises(ConfigError) as e:
+        load(str(f))
+    assert str(e.value).startswith(f"{f}:3: not UTF-8 at byte 27")
 
 
 def test_aliases_that_expand_a_little_still_work():
@@ -49,7 +60,7 @@ def test_check_reports_hostile_budgets_file(tmp_path, capsys, name):
     f.write_text(HOSTILE[name][0])
     assert main(["check", f"--budgets.file={f}"]) != 0
     err = capsys.readouterr().err
-    assert f"{f}:" in err and HOSTILE[name][2] in err and "Traceback" not in err
+    assert f"{f}:{HOSTILE[name][1]}: " in err and HOSTILE[name][2] in err and "Traceback" not in err
 
 
 def _write(path, text: str) -> None:
@@ -67,10 +78,15 @@ def test_reload_and_sighup_on_hostile_files_keep_the_old_config(tmp_path):
             _write(budgets, text)
             r = requests.post(p.url + "/-/reload", timeout=10)
             assert r.status_code == 400, (name, r.text)
-            assert f"{budgets}:" in r.json()["error"] and words in r.json()["error"]
+            assert f"{budgets}:{line}: " in r.json()["error"] and words in r.json()["error"]
             g = requests.get(p.url + "/v1/budgets/global").json()
             assert g["periods"][0]["limit_usd"] == 10.0, (name, g)
             p.proc.send_signal(signal.SIGHUP)
+            said = f"previous configuration kept: {budgets}:{line}: "     # logged as file:line: problem
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(said in ln and words in ln for ln in p.log().splitlines()):
+                time.sleep(0.05)
+            assert any(said in ln and words in ln for ln in p.log().splitlines()), (name, p.log())
         # the SIGHUP reload thread survived every bad file: a good file is still picked up
         _write(budgets, "global: {daily: 30.0}\n")
         p.proc.send_signal(signal.SIGHUP)
@@ -82,18 +98,21 @@ def test_reload_and_sighup_on_hostile_files_keep_the_old_config(tmp_path):
         assert requests.get(p.url + "/v1/budgets/global").json()["periods"][0]["limit_usd"] == 30.0
         assert p.proc.poll() is None
         log = p.log()
-    assert "Traceback" not in log and "recursive alias" in log
+    assert "Traceback" not in log
 
 
-def test_serve_refuses_a_hostile_file_with_file_and_line(tmp_path):
+@pytest.mark.parametrize("name", ["recursive_map", "deep_block"])
+def test_serve_refuses_a_hostile_file_with_file_and_line(tmp_path, name):
     import subprocess
     from exporter_support import costmeter_cmd
+    text, line, words = HOSTILE[name]
     f = tmp_path / "budgets.yaml"
-    f.write_text(HOSTILE["recursive_map"][0])
+    f.write_text(text)
     r = subprocess.run(costmeter_cmd() + ["serve", f"--budgets.file={f}", "--web.listen-address=127.0.0.1:0",
                                           f"--storage.path={tmp_path / 'state'}"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and f"{f}:2: " in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and f"{f}:{line}: " in r.stderr and words in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def _wait_for_reader(fifo: str, proc, timeout: float = 30.0) -> int:

@@ -259,7 +259,10 @@ def test_bearer_tokens(tmp_path):
         assert post(p, [ev(1)], Authorization="Bearer wrong").status_code == 403
         ok = post(p, [ev(1)], Authorization="Bearer s3cret")
         assert ok.status_code == 200 and ok.json()["accepted"] == 1
-        assert requests.get(p.url + "/metrics").status_code == 200
+        # reads of spend take a token too (tests/test_read_auth.py); probes stay open
+        assert requests.get(p.url + "/metrics").status_code == 401
+        assert requests.get(p.url + "/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert requests.get(p.url + "/-/ready").status_code == 200
 
 
 def test_cardinality_guard_folds_without_losing_spend(tmp_path):

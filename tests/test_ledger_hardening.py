@@ -173,28 +173,170 @@ def test_a_deleted_ledger_is_noticed_by_its_marker_and_an_old_wal_is_moved_aside
         led.close()
 
 
-def test_background_integrity_check_turns_not_ready_and_refuses_writes_on_damage(tmp_path, monkeypatch):
-    import threading
-    import requests
-    cfg = tmp_path / "exporter.yaml"
-    cfg.write_text("storage: {integrity_check: background}\n")
-    found = threading.Event()
-
-    def damaged_after_ready(self):
-        found.wait(10)                         # the check finishes after the exporter is ready
-        raise self.damaged("database disk image is malformed")
-    monkeypatch.setattr(Ledger, "check_integrity", damaged_after_ready)
-    exp = Exporter.embedded(state_dir=str(tmp_path / "state"), config_file=str(cfg))
+def _pages(db_path, name: str) -> list[int]:
+    """The leaf pages of table or index ``name``, in key order (SQLite's dbstat)."""
+    import sqlite3
+    db = sqlite3.connect(str(db_path))
     try:
-        assert exp.ready and requests.get(exp.url + "/-/ready").status_code == 200
-        found.set()
-        deadline = time.monotonic() + 5
+        return [p for p, in db.execute("SELECT pageno FROM dbstat WHERE name=? AND pagetype='leaf' ORDER BY path",
+                                       (name,))]
+    finally:
+        db.close()
+
+
+def _scribble(db_path, page: int) -> None:
+    import os
+    with open(db_path, "r+b") as f:       # keep the page header, garble the cells
+        f.seek((page - 1) * 4096 + 16)
+        f.write(os.urandom(4000))
+
+
+def _large(monkeypatch, tail_rows=100):
+    """Make a small test ledger count as large: the full check waits for ready, and the fast
+    check reads ``tail_rows`` at each end."""
+    from costmeter.server import integrity, ledger
+    monkeypatch.setattr(ledger, "FULL_CHECK_BEFORE_READY_BYTES", 0)
+    monkeypatch.setattr(integrity, "TAIL_ROWS", tail_rows)
+
+
+def _metric(text: str, name: str) -> float:
+    import re
+    return float(re.search(rf"^{re.escape(name)} (\S+)$", text, re.M).group(1))
+
+
+def test_damage_in_the_middle_of_a_large_ledger_turns_not_ready_and_refuses_writes(tmp_path, monkeypatch, caplog):
+    """storage.integrity_check: auto (the default) on a large ledger: ready after the fast check;
+    the full check after ready finds the damaged page and the exporter stops taking writes."""
+    import requests
+    state = _filled_state(tmp_path)
+    leaves = _pages(state / "ledger.db", "events_ts")
+    _scribble(state / "ledger.db", leaves[len(leaves) // 2])      # far from both ends of the index
+    _large(monkeypatch)
+    exp = Exporter.embedded(state_dir=str(state))           # not refused: start-up never reads that page
+    try:
+        deadline = time.monotonic() + 10
         while exp.ready and time.monotonic() < deadline:
             time.sleep(0.02)
         assert requests.get(exp.url + "/-/ready").status_code == 503
         r = requests.post(exp.url + "/v1/events", json=[{"provider": "openai", "cost_usd": 1.0}])
-        assert r.status_code == 503 and "the ledger is damaged" in r.json()["error"]
-        assert exp.ledger.count() == 0
+        assert r.status_code == 503
+        msg = r.json()["error"]
+        assert f"{state / 'ledger.db'}: the ledger is damaged" in msg and ".recover" in msg
+        assert exp.ledger.count() == 3000
+        metrics = requests.get(exp.url + "/metrics").text
+        assert _metric(metrics, "costmeter_ledger_integrity_ok") == 0
+        assert _metric(metrics, 'costmeter_ledger_integrity_check_timestamp_seconds{check="full"}') > 0
+        assert "the ledger is damaged" in caplog.text
+    finally:
+        exp.stop()
+
+
+def test_serve_with_the_full_check_after_ready_turns_not_ready_on_damage(tmp_path):
+    import requests
+    state = _filled_state(tmp_path, n=60_000)          # more than the fast check reads at both ends
+    leaves = _pages(state / "ledger.db", "events_ts")
+    _scribble(state / "ledger.db", leaves[len(leaves) // 2])
+    assert _run_serve(state).returncode == 1                   # auto, small ledger: refused before ready
+    p = _serve(state, "--storage.integrity-check=background").start()
+    try:
+        deadline = time.monotonic() + 20
+        while "the ledger is damaged" not in p.log() and time.monotonic() < deadline:
+            assert p.proc.poll() is None, p.log()
+            time.sleep(0.05)
+        assert "costmeter_ledger_integrity_ok 0" in requests.get(p.url + "/metrics").text
+        assert requests.get(p.url + "/-/ready").status_code == 503
+    finally:
+        p.stop()
+
+
+def test_damage_at_the_end_of_the_index_is_refused_at_start_whatever_the_mode(tmp_path, monkeypatch):
+    """The next writes go to the last pages: the fast check reads them before ready, even when
+    the full check is after ready."""
+    import pytest
+    from costmeter.server.ledger import LedgerError
+    state = _filled_state(tmp_path)
+    _scribble(state / "ledger.db", _pages(state / "ledger.db", "events_ts")[-1])
+    _large(monkeypatch)
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("storage: {integrity_check: background}\n")
+    with pytest.raises(LedgerError) as e:
+        Exporter.embedded(state_dir=str(state), config_file=str(cfg), listen_address=None)
+    assert f"{state / 'ledger.db'}: the ledger is damaged" in str(e.value)
+
+
+def test_start_mode_checks_a_large_ledger_whole_before_ready(tmp_path, monkeypatch):
+    import pytest
+    from costmeter.server.ledger import LedgerError
+    state = _filled_state(tmp_path)
+    leaves = _pages(state / "ledger.db", "events_ts")
+    _scribble(state / "ledger.db", leaves[len(leaves) // 2])
+    _large(monkeypatch)
+    cfg = tmp_path / "exporter.yaml"
+    cfg.write_text("storage: {integrity_check: start}\n")
+    with pytest.raises(LedgerError) as e:
+        Exporter.embedded(state_dir=str(state), config_file=str(cfg), listen_address=None)
+    assert f"{state / 'ledger.db'}: the ledger is damaged" in str(e.value)
+
+
+def test_damaged_snapshots_are_refused_at_start_naming_the_file(tmp_path, monkeypatch):
+    state = _filled_state(tmp_path)
+    snap = state / "snapshots.db"
+    _scribble(snap, _pages(snap, "cells")[0])
+    r = _run_serve(state)
+    assert r.returncode == 1, r.stderr
+    assert f"{snap}: the snapshots are damaged" in r.stderr and "move it" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _crashed_copy(tmp_path, n=500):
+    """A state directory as SIGKILL leaves it: ledger.db with acknowledged events still in its WAL."""
+    import shutil
+    live, copy = tmp_path / "live", tmp_path / "crashed"
+    exp = Exporter.embedded(state_dir=str(live), listen_address=None)
+    try:
+        exp.ingest([{"id": f"e{i}", "provider": "openai", "model": "gpt-4o-mini", "cost_usd": 0.1}
+                    for i in range(n)])
+        exp.snapshot()
+        shutil.copytree(live, copy)             # while open: the WAL is not checkpointed
+    finally:
+        exp.stop()
+    assert (copy / "ledger.db-wal").stat().st_size > 32
+    return copy
+
+
+def test_a_wal_with_a_damaged_header_is_refused_rather_than_ignored(tmp_path):
+    state = _crashed_copy(tmp_path)
+    good = Ledger(str(tmp_path / "check"), start_empty=True)     # (the copy as it is holds every event)
+    good.close()
+    with open(state / "ledger.db-wal", "r+b") as f:
+        f.seek(16)                                    # the salt: the header's checksum no longer matches
+        f.write(b"\xde\xad\xbe\xef")
+    r = _run_serve(state)
+    assert r.returncode == 1, r.stderr
+    assert f"{state}: ledger.db-wal: the WAL header's checksum does not match" in r.stderr
+    assert "move the WAL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_crashed_ledger_with_a_good_wal_starts_with_every_event(tmp_path):
+    state = _crashed_copy(tmp_path)
+    exp = Exporter.embedded(state_dir=str(state), listen_address=None)
+    try:
+        assert exp.ledger.count() == 500 and exp.health["accepted"] == 500
+    finally:
+        exp.stop()
+
+
+def test_integrity_metrics_after_a_clean_start(tmp_path):
+    import requests
+    state = _filled_state(tmp_path, n=10)
+    exp = Exporter.embedded(state_dir=str(state))
+    try:
+        metrics = requests.get(exp.url + "/metrics").text
+        assert _metric(metrics, "costmeter_ledger_integrity_ok") == 1
+        for check in ("fast", "full"):        # a small ledger: both ran before ready
+            when = _metric(metrics, f'costmeter_ledger_integrity_check_timestamp_seconds{{check="{check}"}}')
+            assert time.time() - 60 < when <= time.time()
+            assert _metric(metrics, f'costmeter_ledger_integrity_check_duration_seconds{{check="{check}"}}') >= 0
     finally:
         exp.stop()
 
@@ -207,4 +349,16 @@ def test_integrity_check_setting_is_validated(tmp_path):
     cfg.write_text("storage:\n  integrity_check: never\n")
     with pytest.raises(ConfigError) as e:
         load_settings(str(cfg))
-    assert str(e.value).startswith(f"{cfg}:2: storage.integrity_check: must be start or background")
+    assert str(e.value).startswith(f"{cfg}:2: storage.integrity_check: must be auto, start or background")
+
+
+def test_a_check_still_running_is_stopped_by_cancel_and_finds_nothing(tmp_path):
+    """stop() must not wait for a full check of a large ledger after ready."""
+    from costmeter.server import integrity
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    check = integrity.Check("full", lambda c: c.connect(str(tmp_path / "x.db")).execute(endless).fetchone())
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    check.cancel()
+    assert check.wait() is None and check.cancelled
+    assert time.monotonic() - t0 < 1.0

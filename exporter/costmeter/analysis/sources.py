@@ -48,8 +48,10 @@ class UrlSource:
         self.timeout = timeout
 
     def _get(self, path: str, params: dict | None = None) -> dict:
+        token = os.environ.get("COSTMETER_TOKEN")       # the SDK's variable: an exporter with bearer tokens
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            r = requests.get(self.url + path, params=params, timeout=self.timeout)
+            r = requests.get(self.url + path, params=params, timeout=self.timeout, headers=headers)
         except requests.RequestException as e:
             raise SourceError(f"cannot reach the exporter at {self.url}: {why(e)}") from None
         if r.status_code != 200:
@@ -57,7 +59,8 @@ class UrlSource:
                 msg = r.json().get("error", r.text)
             except ValueError:
                 msg = r.text.strip()[:200]
-            hint = " (give the credentials in the URL: https://user:password@host:9469)" if r.status_code == 401 else ""
+            hint = (" (set COSTMETER_TOKEN to one of its bearer tokens, or give basic auth credentials in "
+                    "the URL: https://user:password@host:9469)") if r.status_code in (401, 403) else ""
             raise SourceError(f"{self.url}{path}: HTTP {r.status_code}: {msg}{hint}")
         try:
             return r.json()

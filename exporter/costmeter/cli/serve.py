@@ -18,6 +18,10 @@ def register(sub) -> None:
     p.add_argument("--storage.start-empty", dest="start_empty", action="store_true",
                    help="start even though the state directory held a ledger that is now empty or missing "
                         "(counters and budgets then start from zero); without it that is refused")
+    p.add_argument("--storage.integrity-check", dest="integrity_check", choices=("auto", "start", "background"),
+                   help="when the full check of ledger.db runs: auto (default; before ready up to 64 MiB, else "
+                        "after), start (before ready) or background (after ready); a fast check always runs "
+                        "before ready (overrides storage.integrity_check)")
     p.set_defaults(func=run)
 
 
@@ -52,6 +56,8 @@ def run(args) -> int:
     try:
         settings = load_settings(args.config_file, overrides(args))
         settings.start_empty = bool(getattr(args, "start_empty", False))
+        if getattr(args, "integrity_check", None):
+            settings.integrity_check = args.integrity_check
         exporter = Exporter(settings)
         exporter.start()
     except (ConfigError, ConfigErrors, LedgerError) as e:

@@ -96,7 +96,7 @@ class Doc:
 # would otherwise expand to billions of values.
 MAX_ALIAS_EXPANSION = 10
 MAX_ALIAS_EXTRA = 10_000
-MAX_DEPTH = 200
+MAX_DEPTH = 100      # levels of lists and mappings: far more than a config needs, far from Python's recursion limit
 
 
 def _count_nodes(root: yaml.Node) -> int:
@@ -170,6 +170,26 @@ class _Walk:
                               f"cannot read {node.value!r}: {e}") from None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses nesting deeper than MAX_DEPTH, naming the line:
+    PyYAML composes recursively, so deeper nesting would end in a RecursionError that
+    knows no line."""
+
+    depth = 0
+    node_line: int | None = None      # of the node composed last (Reader has a "line" of its own)
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            self.node_line = self.peek_event().start_mark.line + 1
+            if self.depth > MAX_DEPTH:
+                raise ConfigError(None, self.node_line, None,
+                                  f"nested too deeply: more than {MAX_DEPTH} levels of lists and mappings")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], loader: yaml.SafeLoader) -> Any:
     w = _Walk(loader, node)
     w.lines = lines
@@ -185,7 +205,7 @@ def _reader_error(file: str | None, text: str, e: yaml.reader.ReaderError) -> Co
 
 def loads(text: str, file: str | None = None) -> Doc:
     try:
-        loader = yaml.SafeLoader(text)    # the reader checks every character here
+        loader = _Loader(text)    # the reader checks every character here
     except yaml.reader.ReaderError as e:
         raise _reader_error(file, text, e) from None
     try:
@@ -196,14 +216,14 @@ def loads(text: str, file: str | None = None) -> Doc:
         raise ConfigError(file, e.line, e.key, e.message) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise ConfigError(file, mark.line + 1 if mark else None, None,
+        raise ConfigError(file, mark.line + 1 if mark else loader.get_mark().line + 1, None,
                           f"invalid YAML: {e.problem or e.context}") from None
     except yaml.reader.ReaderError as e:
         raise _reader_error(file, text, e) from None
     except yaml.YAMLError as e:
-        raise ConfigError(file, None, None, f"invalid YAML: {e}") from None
-    except RecursionError:
-        raise ConfigError(file, None, None, "invalid YAML: nested too deeply") from None
+        raise ConfigError(file, loader.get_mark().line + 1, None, f"invalid YAML: {e}") from None
+    except RecursionError:     # called with most of the stack in use already: the line reached
+        raise ConfigError(file, loader.node_line, None, "invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
     return Doc(file, data, lines)
@@ -218,7 +238,8 @@ def load(path: str) -> Doc:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(path, None, None, f"not UTF-8 at byte {e.start}") from None
+        raise ConfigError(path, raw.count(b"\n", 0, e.start) + 1, None,
+                          f"not UTF-8 at byte {e.start} (is this a text file?)") from None
     return loads(text, path)
 
 

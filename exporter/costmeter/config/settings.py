@@ -15,7 +15,7 @@ relative to the file's directory.
       path: /var/lib/costmeter         # ledger.db and governance.jsonl live here
       snapshot_interval_seconds: 10
       retention_days: 400              # raw events kept for reports and de-duplication
-      integrity_check: start           # or background: ready at once, refuse writes if damaged
+      integrity_check: auto            # start | background (docs/exporter.md, "Integrity at start")
     budgets_file: budgets.yaml
     pricing_file: pricing.yaml          # merged over the built-in price table
     governance_log: governance.jsonl    # relative to storage.path
@@ -61,7 +61,9 @@ class Settings:
     state_dir: str = field(default_factory=default_state_dir)
     snapshot_interval_seconds: float = 10.0
     retention_days: float = 400.0
-    integrity_check: str = "start"       # "start": ready only after PRAGMA quick_check; "background"
+    # auto: the full check before ready on a small ledger, after ready on a large one;
+    # start: always before ready; background: always after (a fast check is always before)
+    integrity_check: str = "auto"
     start_empty: bool = False      # --storage.start-empty: open where a ledger was lost
     budgets_file: str | None = None
     pricing_file: str | None = None
@@ -137,9 +139,9 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
         if "retention_days" in st:
             s.retention_days = loader.expect_number(doc, ("storage", "retention_days"), st["retention_days"], minimum=1)
         if "integrity_check" in st:
-            if st["integrity_check"] not in ("start", "background"):
+            if st["integrity_check"] not in ("auto", "start", "background"):
                 raise doc.error(("storage", "integrity_check"),
-                                f"must be start or background, got {st['integrity_check']!r}")
+                                f"must be auto, start or background, got {st['integrity_check']!r}")
             s.integrity_check = st["integrity_check"]
         for key in ("budgets_file", "pricing_file"):
             if key in top:

@@ -32,7 +32,7 @@ from costmeter.config.loader import ConfigErrors
 from costmeter.server.billing import BillingLink
 from costmeter.config.settings import Settings, load_settings
 from costmeter.server.http import serve
-from costmeter.server import costs
+from costmeter.server import costs, integrity
 from costmeter.server.store import Store
 
 log = logging.getLogger("costmeter")
@@ -99,7 +99,8 @@ class Exporter:
         self._expose_lock = threading.Lock()
         self._exposed: dict | None = None
         self._http_base = {"evicted": 0.0, "refused": 0.0}   # HTTP counters of earlier runs
-        self.damage: str | None = None   # the integrity check's finding (storage.integrity_check: background)
+        self.damage: str | None = None   # what the full integrity check found after ready
+        self._full_check_after_ready = False
         self._stop = threading.Event()
         self._reload_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
@@ -116,15 +117,13 @@ class Exporter:
         try:
             try:
                 self._restore()
-                if self.settings.integrity_check == "start":
-                    t0 = time.monotonic()
-                    self.ledger.check_integrity()       # ran beside the restore
-                    log.info("ledger integrity check passed (waited %.2fs after the restore)",
-                             time.monotonic() - t0)
-                else:
-                    self._spawn(self._check_in_background, "costmeter-integrity-wait")
-            except sqlite3.DatabaseError as e:     # a damaged page met by the restore itself
-                raise self.ledger.damaged(e) from None
+                self._check_before_ready()
+            except sqlite3.DatabaseError as e:     # a damaged page met by the restore itself:
+                if self.ledger is None:
+                    raise
+                if self.ledger.fast is not None:
+                    self.ledger.check_fast()       # name the file the fast check found damaged,
+                raise self.ledger.damaged(e) from None      # else ledger.db
         except BaseException:
             if self.http is not None:
                 self.http.server_close()
@@ -136,6 +135,8 @@ class Exporter:
         if self.http is not None:
             self._spawn(self.http.serve_forever, "costmeter-http")
         self.ready = True
+        if self._full_check_after_ready:     # after ready is set: damage found turns it off
+            self._spawn(self._check_in_background, "costmeter-integrity-wait")
         return self
 
     def _restore(self) -> None:
@@ -176,17 +177,35 @@ class Exporter:
         self.billing.push_budgets()
         log.info("restored state: snapshot plus %d replayed events in %.2fs", replayed, time.monotonic() - t0)
 
+    def _check_before_ready(self) -> None:
+        """The fast integrity check always; the full one too as ``storage.integrity_check`` says
+        (start: always; auto: when the ledger is small, so it began beside the restore);
+        otherwise the full check runs after ready (docs/exporter.md, "Integrity at start")."""
+        mode, led = self.settings.integrity_check, self.ledger
+        led.check_fast()
+        log.info("ledger fast integrity check passed in %.2fs", led.fast.seconds)
+        if mode == "start" or (mode == "auto" and led.full is not None):
+            t0 = time.monotonic()
+            led.check_full()
+            log.info("ledger full integrity check passed in %.2fs (waited %.2fs after the restore)",
+                     led.full.seconds, time.monotonic() - t0)
+        else:
+            self._full_check_after_ready = True
+
     def _check_in_background(self) -> None:
-        """storage.integrity_check: background. Damage found after ready: not ready any more,
-        and every write refused with the file named, until an operator acts."""
+        """The full integrity check after ready. Damage found: not ready any more, and every
+        write refused with the file named, until an operator acts."""
         try:
-            self.ledger.check_integrity()
+            self.ledger.check_full()
         except LedgerError as e:
+            if self._stop.is_set():
+                return
             self.damage = str(e)
             self.ready = False
             log.error("%s", e)
         else:
-            log.info("ledger integrity check passed (in the background)")
+            if not self.ledger.full.cancelled:
+                log.info("ledger full integrity check passed in the background in %.2fs", self.ledger.full.seconds)
 
     def _restore_exposed(self) -> None:
         """Raise counters without ledger rows to what a scrape last saw (never lower them)."""
@@ -232,6 +251,8 @@ class Exporter:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.ledger is not None:
+            self.ledger.cancel_checks()      # a full check after ready must not hold up the stop
         self.billing.scheduler.stop()
         if self.http is not None:
             self.http.shutdown()
@@ -453,6 +474,8 @@ class Exporter:
                                 "Events whose label value was folded into __overflow__ by the cardinality guard.",
                                 ("label",), [((k,), float(v)) for k, v in sorted(overflow.items())], "counter"))
         out.append(self._http_families())
+        if self.ledger is not None:
+            out.append(integrity.families({"fast": self.ledger.fast, "full": self.ledger.full}, self.damage is None))
         body = "".join(out).encode() + generate_latest(self._process)
         self._save_served()           # before the body leaves: a crash never takes a served value back
         return body

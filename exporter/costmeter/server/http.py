@@ -10,9 +10,12 @@ the HTTP module, never the other way round).
     GET  /v1/costs             grouped spend from the ledger (server/costs.py)
     POST /-/reload             re-read budgets, pricing and web config (as SIGHUP does)
 
-Auth: when web-config.yml sets ``basic_auth_users`` every endpoint needs
-basic auth, except ``POST /v1/events`` when bearer tokens are configured
-(one request cannot carry both; the write API then takes the token alone).
+Auth (docs/exporter.md, "Who needs which credential"): nothing is open that shows spend
+once any credential is configured. With ``basic_auth_users`` in web-config.yml every
+endpoint needs basic auth, as in exporter-toolkit. Bearer tokens (``ingest.bearer_tokens``)
+are required by ``POST /v1/events`` and accepted by every read of spend (``/metrics``,
+``/v1/budgets``, ``/v1/costs``, ``/``), which need one when tokens are configured and
+basic auth is not; ``/-/healthy`` and ``/-/ready`` then stay open for probes.
 Missing token: 401; a wrong one: 403. ``POST /-/reload`` is an admin action: it takes
 basic auth when that is configured, else a bearer token when tokens are configured.
 
@@ -138,6 +141,17 @@ class Handler(LimitedHandler):
         self._error(401, "basic auth required", {"WWW-Authenticate": 'Basic realm="costmeter"'})
         return False
 
+    def _read_ok(self) -> bool:
+        """Reads of spend: basic auth or a bearer token, whichever is configured (either when
+        both are); open only when no credentials are configured at all."""
+        tokens = self.server.exporter.settings.bearer_tokens
+        if tokens and (self.headers.get("Authorization") or "")[:7].lower() == "bearer ":
+            return self._bearer_ok()
+        web = self.server.exporter.web
+        if web is not None and web.basic_auth_enabled:
+            return self._basic_ok()
+        return self._bearer_ok() if tokens else True
+
     def _admin_ok(self) -> bool:
         """Reload and other admin actions: basic auth if configured, else a bearer token if
         tokens are configured; open only when no credentials are configured at all."""
@@ -207,7 +221,7 @@ class Handler(LimitedHandler):
     def do_GET(self):
         path = urlsplit(self.path).path
         exp = self.server.exporter
-        if not self._basic_ok():
+        if not (self._basic_ok() if path in ("/-/healthy", "/-/ready") else self._read_ok()):
             return
         if path == "/-/healthy":
             return self._text(200, "Healthy\n")

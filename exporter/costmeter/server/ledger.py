@@ -35,12 +35,17 @@ import sqlite3
 import threading
 import time
 
+from costmeter.server import integrity
 from costmeter.server.idindex import IdIndex
 from typing import Callable, Iterator, Sequence
 
 log = logging.getLogger("costmeter.server.ledger")
 
 SCHEMA_VERSION = 1
+# storage.integrity_check: auto runs the full check before ready up to this size of ledger.db
+# and its WAL, about 600k events (bench/bench_start_integrity.py: quick_check reads 250-400 MB/s
+# on 2 shared cores, so it adds 0.15-0.25 s to a restart)
+FULL_CHECK_BEFORE_READY_BYTES = 64 * 1024 * 1024
 
 # Column order of a ledger row, as written and as replayed.
 COLUMNS = ("id", "ts", "provider", "model", "tenant", "endpoint",
@@ -139,8 +144,9 @@ class Ledger:
         os.makedirs(state_dir, exist_ok=True)
         self.path = os.path.join(state_dir, "ledger.db")
         self.lock = threading.RLock()
-        self._integrity: threading.Thread | None = None
-        self._integrity_problem: str | None = None
+        self.fast: integrity.Check | None = None      # the integrity checks (server/integrity.py)
+        self.full: integrity.Check | None = None
+        self._checks_cancelled = False
         gone = _emptied(state_dir, self.path)
         if gone and not start_empty:
             raise LedgerError(f"{gone}: the ledger that was here is lost, and starting would serve every "
@@ -159,6 +165,13 @@ class Ledger:
         self._snap_lock = threading.Lock()   # guards the snapshots.db connection
         self._snapdb: sqlite3.Connection | None = None
         self.commits = 0                     # durable transactions (one per group of appends)
+        for db in (self.path, os.path.join(state_dir, "snapshots.db")):     # before SQLite reads a WAL
+            problem = integrity.wal_problem(db)
+            if problem:       # once more: another process (a report's rollup) may be rewriting it
+                time.sleep(0.05)
+                problem = integrity.wal_problem(db)
+            if problem:
+                raise self.wal_damaged(problem)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -190,36 +203,75 @@ class Ledger:
             f"recover what is readable: sqlite3 {self.path} .recover | sqlite3 ledger-recovered.db, then "
             f"put ledger-recovered.db in its place as ledger.db.")
 
+    def snapshots_damaged(self, detail) -> LedgerError:
+        snap = os.path.join(os.path.dirname(self.path), "snapshots.db")
+        return LedgerError(
+            f"{snap}: the snapshots are damaged ({detail}); costmeter will not start on them, as it would "
+            f"serve wrong numbers. Restore it from a backup, or move it (with its -wal and -shm) aside: the "
+            f"state is then rebuilt by replaying {self.path} (slow once on a large ledger), and the "
+            f"counters that have no ledger rows (duplicates, rejections, infrastructure USD) start from 0.")
+
+    def wal_damaged(self, detail) -> LedgerError:
+        return LedgerError(
+            f"{os.path.dirname(self.path)}: {detail}; SQLite would ignore that WAL and every event in it. "
+            f"Restore the state directory from a backup, or, to start without what the WAL holds, stop "
+            f"costmeter and move the WAL and its -shm aside.")
+
+    @property
+    def small(self) -> bool:
+        """Small enough for the full check to finish well within a second (``storage.integrity_check: auto``)."""
+        size = sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        return size <= FULL_CHECK_BEFORE_READY_BYTES
+
     def start_integrity_check(self) -> None:
-        """Run SQLite's ``PRAGMA quick_check`` (every page and b-tree) over ledger.db and
-        snapshots.db in a thread with its own connections, beside the state restore;
-        :meth:`check_integrity` waits for it. (ids.db is derived and rebuilt by IdIndex.)"""
-        def run() -> None:
-            for path in (self.path, os.path.join(os.path.dirname(self.path), "snapshots.db")):
-                if path != self.path and not os.path.exists(path):
-                    continue
-                try:
-                    db = sqlite3.connect(path)
-                    try:
-                        rows = db.execute("PRAGMA quick_check(5)").fetchall()
-                    finally:
-                        db.close()
-                    if rows != [("ok",)]:
-                        self._integrity_problem = f"{os.path.basename(path)}: " + "; ".join(str(r[0]) for r in rows)
-                except sqlite3.DatabaseError as e:
-                    self._integrity_problem = f"{os.path.basename(path)}: {e}"
-                if self._integrity_problem:
-                    return
-        self._integrity = threading.Thread(target=run, name="costmeter-integrity-check", daemon=True)
-        self._integrity.start()
+        """Start the checks of ``server/integrity.py`` beside the state restore, in threads with their
+        own connections: the fast one always, the full ``PRAGMA quick_check`` of ledger.db too when
+        the ledger is :attr:`small`. :meth:`check_fast` and :meth:`check_full` wait for them.
+        (ids.db is derived and rebuilt by IdIndex.)"""
+        snap = os.path.join(os.path.dirname(self.path), "snapshots.db")
+
+        def fast(check: integrity.Check) -> str | None:
+            if os.path.exists(snap):
+                problem = integrity.read_all(snap, check)
+                if problem:
+                    return "snapshots.db: " + problem
+            return integrity.fast_check(self.path, check=check)
+        self.fast = integrity.Check("fast", fast)
+        if self.small and self.full is None:
+            self.full = integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
+
+    def check_fast(self) -> None:
+        """Raise LedgerError if the fast check found a problem (starting it if it is not running)."""
+        if self.fast is None:
+            self.start_integrity_check()
+        problem = self.fast.wait()
+        if problem and problem.startswith("snapshots.db: "):
+            raise self.snapshots_damaged(problem[len("snapshots.db: "):])
+        if problem:
+            raise self.damaged(problem)
+
+    def check_full(self) -> None:
+        """Raise LedgerError if PRAGMA quick_check over ledger.db found a problem (running it if
+        it did not start beside the restore)."""
+        if self.full is None:
+            self.full = integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
+            if self._checks_cancelled:         # stop() came first
+                self.full.cancel()
+        problem = self.full.wait()
+        if problem:
+            raise self.damaged(problem)
+
+    def cancel_checks(self) -> None:
+        """Stop integrity checks still running (the exporter is stopping)."""
+        self._checks_cancelled = True
+        for check in (self.fast, self.full):
+            if check is not None:
+                check.cancel()
 
     def check_integrity(self) -> None:
-        """Raise LedgerError if the integrity check found a problem (starting one if none ran)."""
-        if self._integrity is None:
-            self.start_integrity_check()
-        self._integrity.join()
-        if self._integrity_problem:
-            raise self.damaged(self._integrity_problem)
+        """Both checks: raise LedgerError on any problem."""
+        self.check_fast()
+        self.check_full()
 
     # ---- writes ---------------------------------------------------------
     def append(self, rows: Sequence[tuple],
@@ -375,9 +427,15 @@ class Ledger:
     def load_cells(self) -> Iterator[tuple[str, list, list]]:
         """Every cell saved with the snapshots: ``(family, labels, values)``."""
         with self._snap_lock:
-            rows = self._snap().execute("SELECT fam, labels, v FROM cells").fetchall()
+            try:
+                rows = self._snap().execute("SELECT fam, labels, v FROM cells").fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self.snapshots_damaged(e) from None
         for f, k, v in rows:
-            yield f, json.loads(k), json.loads(v)
+            try:
+                yield f, json.loads(k), json.loads(v)
+            except ValueError as e:
+                raise self.snapshots_damaged(f"a cell of {f!r} is not JSON: {e}") from None
 
     def prune(self, received_before: float, max_seq: int) -> int:
         """Delete raw events *received* before ``received_before`` and already folded into a snapshot.
@@ -406,10 +464,16 @@ class Ledger:
         """The state saved last as of some seq; (0, None) if none. Older costmeters kept
         snapshots in ledger.db: read there when snapshots.db has none."""
         with self._snap_lock:
-            row = self._snap().execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
+            try:
+                row = self._snap().execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
+            except sqlite3.DatabaseError as e:
+                raise self.snapshots_damaged(e) from None
         if row is None:
             row = self._db.execute("SELECT seq, data FROM snapshots WHERE name=?", (name,)).fetchone()
-        return (0, None) if row is None else (row[0], json.loads(row[1]))
+        try:
+            return (0, None) if row is None else (row[0], json.loads(row[1]))
+        except ValueError as e:
+            raise self.snapshots_damaged(f"snapshot {name!r} is not JSON: {e}") from None
 
     def _snap(self) -> sqlite3.Connection:
         if self._snapdb is None:
