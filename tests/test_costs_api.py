@@ -211,3 +211,25 @@ def test_concurrent_ingest_queries_and_housekeeping_count_every_event_once(tmp_p
         assert round(sum(x["cost_usd"] for x in final["rows"]), 6) == 20.0
     finally:
         exp.stop()
+
+
+def test_catch_up_folds_in_short_transactions_each_under_the_ingest_lock(ledger, monkeypatch):
+    """Each catch-up transaction holds ledger.db's write lock, so ingest commits wait for it:
+    it folds at most TXN_ROWS events at a time, each under the exporter's ingest lock."""
+    from costmeter.server import costs
+    seed(ledger)
+    monkeypatch.setattr(costs, "TXN_ROWS", 2)
+    db = CostsDB(ledger.path)
+    marks = []
+
+    class Spy:
+        def __enter__(self):
+            marks.append(("in", db.mark()))
+
+        def __exit__(self, *exc):
+            marks.append(("out", db.mark()))
+
+    db.write_lock = Spy()
+    assert db.catch_up() == 6 and db.mark() == 6
+    steps = [b - a for (_, a), (_, b) in zip(marks[::2], marks[1::2])]
+    assert steps == [2, 2, 2, 0], marks          # three transactions of two, then nothing left
