@@ -47,6 +47,7 @@ DEFAULT_DAYS = 30
 CHUNK = 200_000          # events folded per housekeeping call at most
 TXN_ROWS = 20_000        # events per catch-up transaction: it holds ledger.db's write lock,
                          # so ingest commits wait for one (~70 ms at most; 200k took ~450 ms)
+TXN_PAUSE = 0.01         # seconds between two catch-up transactions
 _MARK = "costs_hourly_seq"
 _VERSION_KEY = "costs_hourly_version"
 ROLLUP_VERSION = "1"      # bump when the rollup's columns change: it is rebuilt from the events
@@ -227,7 +228,11 @@ class CostsDB:
                    f"{', '.join(_raw_exprs(cols))} FROM events WHERE seq > ? AND seq <= ? "
                    f"GROUP BY 1, 2, 3, 4, 5 "
                    f"ON CONFLICT(hour, provider, model, tenant, endpoint) DO UPDATE SET {upd}")
+            first = True
             while limit is None or folded < limit:
+                if not first:
+                    time.sleep(TXN_PAUSE)    # a window for ingest: a lock released and taken again at
+                first = False                # once is rarely won by a waiting thread
                 with self.write_lock:
                     db.execute("BEGIN IMMEDIATE")
                     try:
