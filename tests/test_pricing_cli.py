@@ -137,6 +137,26 @@ def test_import_lists_what_it_cannot_map(conversion):
     assert t.resolve("google", "gemini-1.5-pro-tiered") is None
 
 
+def test_import_leaves_out_entries_whose_prices_are_not_prices_and_writes_numbers_yaml_reads():
+    ok = {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    data = {
+        "m-inf": dict(ok, output_cost_per_token=1e308),                 # inf once per million
+        "m-neg-cache": dict(ok, cache_read_input_token_cost=-1e-07),    # not priced at the input rate instead
+        "m-list-tier": dict(ok, input_cost_per_token_above_200k_tokens=[1]),
+        "m-bool-batch": dict(ok, input_cost_per_token_batches=True),
+        "m-null-cache": dict(ok, cache_read_input_token_cost=None),     # null: as if absent
+        "m-huge": dict(ok, input_cost_per_token=1e30, output_cost_per_token=1e-11),
+    }
+    c = convert(data, "x.json", "2026-11-30")
+    skipped = dict(c.skipped)
+    assert set(skipped) == {"m-inf", "m-neg-cache", "m-list-tier", "m-bool-batch"}
+    assert "not a price" in skipped["m-neg-cache"] and "cache_read_input_token_cost" in skipped["m-neg-cache"]
+    t = PricingTable.loads(c.yaml)                   # what it writes loads back as numbers, exactly
+    assert t.price("openai", "m-huge").input == 1e36 and t.price("openai", "m-huge").output == 1e-05
+    assert t.price("openai", "m-null-cache").cached_input == 1.0
+    assert t.resolve("openai", "m-inf") is None and t.resolve("openai", "m-neg-cache") is None
+
+
 # ---- import-litellm on the real file's shapes ---------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ flex or priority tiers) are listed as notes; the entry's token prices are kept.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -82,6 +83,12 @@ def _per_million(v) -> float:
     return round(float(v) * 1e6, 9)
 
 
+def _price(v) -> bool:
+    """A usable per-token price: a finite number >= 0 (also once per million)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            and math.isfinite(float(v) * 1e6))
+
+
 def _entry(name: str, e: dict) -> tuple[str, str, dict] | str:
     """(provider, model, spec) or the reason the entry cannot be mapped."""
     lp = e.get("litellm_provider")
@@ -103,18 +110,22 @@ def _entry(name: str, e: dict) -> tuple[str, str, dict] | str:
     if not model:
         return "no model name"
     for k in ("input_cost_per_token",) + (() if mode == "embedding" else ("output_cost_per_token",)):
-        v = e.get(k)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+        if not _price(e.get(k)):
             return f"no per-token price ({k})"
     spec: dict = {}
     tiers: dict[int, dict] = {}
     for k, v in e.items():
+        if v is None:
+            continue
         if k in _RATES:
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
-                spec[_RATES[k]] = _per_million(v)
+            if not _price(v):          # never priced at a fallback instead: the entry is left out
+                return f"{k} is not a price ({v!r:.40})"
+            spec[_RATES[k]] = _per_million(v)
             continue
         t = _TIER_RE.match(k)
-        if t and t.group("base") in _RATES and isinstance(v, (int, float)):
+        if t and t.group("base") in _RATES:
+            if not _price(v):
+                return f"{k} is not a price ({v!r:.40})"
             tiers.setdefault(int(t.group("k")) * 1000, {})[_RATES[t.group("base")]] = _per_million(v)
     spec.setdefault("output", 0.0)
     if len(tiers) > 1:
@@ -123,6 +134,9 @@ def _entry(name: str, e: dict) -> tuple[str, str, dict] | str:
         (above, rates), = tiers.items()
         spec["long_context"] = {"above": above, **rates}
     bi, bo = e.get(_BATCH[0]), e.get(_BATCH[1])
+    for k, v in zip(_BATCH, (bi, bo)):
+        if v is not None and not _price(v):
+            return f"{k} is not a price ({v!r:.40})"
     if bi is not None or bo is not None:
         fracs = []
         for base, b in ((spec["input"], bi), (spec["output"], bo)):
@@ -155,8 +169,15 @@ def _unmetered(e: dict) -> list[str]:
 
 
 def _num(v: float) -> str:
+    """A number as YAML reads it back as that number: YAML 1.1 (PyYAML) takes 1.0e+36 and
+    2.5e-05 for floats but 1e+36 and 1e-05 for strings, so a mantissa always has a point."""
     s = repr(float(v))
-    return s[:-2] if s.endswith(".0") else s
+    if s.endswith(".0"):
+        return s[:-2]
+    mantissa, e, exponent = s.partition("e")
+    if e and "." not in mantissa:
+        return f"{mantissa}.0e{exponent}"
+    return s
 
 
 def _key(s: str) -> str:
