@@ -14,6 +14,22 @@ BATCHES, PER_BATCH = 100, 200
 KILL_AFTER = (10, 30, 55, 80)     # acknowledged batches at which the exporter is SIGKILLed
 
 
+
+def post_until_acked(s, exp, batch, on_ack, errors, stop=None):
+    """POST a batch until the exporter acknowledges it (200), through kills and restarts;
+    returns the session to go on with (a new one after a broken connection)."""
+    while stop is None or not stop.is_set():
+        try:
+            r = s.post(exp.url + "/v1/events", json=batch, timeout=5)
+            if r.status_code == 200:
+                on_ack()
+                return s
+        except requests.RequestException:
+            s = requests.Session()
+        errors[0] += 1
+        time.sleep(0.02)
+    return s
+
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path):
     cfg = tmp_path / "exporter.yaml"
     # snapshot every second, so restarts exercise snapshot + replay, not only replay
@@ -92,16 +108,7 @@ def test_sigkill_during_group_commits_of_small_concurrent_batches(tmp_path):
         for b in range(batches):
             batch = [{"id": f"c{k}-{b}-{i}", "provider": "openai", "model": "gpt-4o", "tenant": f"t{k}",
                       "input_tokens": 10, "cost_usd": 0.5} for i in range(per)]
-            while True:
-                try:
-                    r = s.post(exp.url + "/v1/events", json=batch, timeout=5)
-                    if r.status_code == 200:
-                        acked[k].append(b)
-                        break
-                except requests.RequestException:
-                    s = requests.Session()
-                errors[0] += 1
-                time.sleep(0.02)
+            s = post_until_acked(s, exp, batch, lambda: acked[k].append(b), errors)
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
@@ -170,16 +177,7 @@ def test_sigkill_during_incremental_budget_snapshots_of_many_tenants(tmp_path):
     def client(k):
         s = requests.Session()
         for b in range(batches):
-            while not done.is_set():
-                try:
-                    r = s.post(exp.url + "/v1/events", json=events(k, b), timeout=5)
-                    if r.status_code == 200:
-                        acked[k].append(b)
-                        break
-                except requests.RequestException:
-                    s = requests.Session()
-                errors[0] += 1
-                time.sleep(0.02)
+            s = post_until_acked(s, exp, events(k, b), lambda: acked[k].append(b), errors, done)
             time.sleep(0.06)
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]

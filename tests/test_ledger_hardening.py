@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from costmeter.server.exporter import Exporter
 from costmeter.server.ledger import Ledger
 
@@ -249,30 +251,19 @@ def test_serve_with_the_full_check_after_ready_turns_not_ready_on_damage(tmp_pat
         p.stop()
 
 
-def test_damage_at_the_end_of_the_index_is_refused_at_start_whatever_the_mode(tmp_path, monkeypatch):
-    """The next writes go to the last pages: the fast check reads them before ready, even when
-    the full check is after ready."""
-    import pytest
-    from costmeter.server.ledger import LedgerError
-    state = _filled_state(tmp_path)
-    _scribble(state / "ledger.db", _pages(state / "ledger.db", "events_ts")[-1])
-    _large(monkeypatch)
-    cfg = tmp_path / "exporter.yaml"
-    cfg.write_text("storage: {integrity_check: background}\n")
-    with pytest.raises(LedgerError) as e:
-        Exporter.embedded(state_dir=str(state), config_file=str(cfg), listen_address=None)
-    assert f"{state / 'ledger.db'}: the ledger is damaged" in str(e.value)
-
-
-def test_start_mode_checks_a_large_ledger_whole_before_ready(tmp_path, monkeypatch):
-    import pytest
+@pytest.mark.parametrize("mode, where", [
+    ("background", "last"),    # the next writes go to the last pages: the fast check reads them before
+                               # ready, even when the full check is after ready
+    ("start", "middle"),       # start: the whole of a large ledger is checked before ready
+])
+def test_damage_a_large_ledger_is_refused_at_start(tmp_path, monkeypatch, mode, where):
     from costmeter.server.ledger import LedgerError
     state = _filled_state(tmp_path)
     leaves = _pages(state / "ledger.db", "events_ts")
-    _scribble(state / "ledger.db", leaves[len(leaves) // 2])
+    _scribble(state / "ledger.db", leaves[-1] if where == "last" else leaves[len(leaves) // 2])
     _large(monkeypatch)
     cfg = tmp_path / "exporter.yaml"
-    cfg.write_text("storage: {integrity_check: start}\n")
+    cfg.write_text(f"storage: {{integrity_check: {mode}}}\n")
     with pytest.raises(LedgerError) as e:
         Exporter.embedded(state_dir=str(state), config_file=str(cfg), listen_address=None)
     assert f"{state / 'ledger.db'}: the ledger is damaged" in str(e.value)
