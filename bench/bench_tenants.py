@@ -45,7 +45,11 @@ def budgets_json(exp) -> bytes:
         return json.dumps({"budgets": [b.to_dict() for b in exp.budgets.statuses()]}, indent=1).encode()
     body = fast()
     if len(body) > 1000:
-        return json.dumps({"budgets": body}, separators=(",", ":")).encode()
+        from costmeter.server import http as handler    # its compact encoder: orjson once it imports it
+        fast_json = getattr(handler, "orjson", None)
+        if fast_json is None:
+            return json.dumps({"budgets": body}, separators=(",", ":")).encode()
+        return fast_json.dumps({"budgets": body})
     return json.dumps({"budgets": body}, indent=1).encode()
 
 
