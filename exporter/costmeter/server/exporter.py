@@ -20,7 +20,7 @@ from costmeter.budgets.book import BudgetBook
 from costmeter.budgets.config import load_budgets
 from costmeter.server.cardinality import CardinalityGuard
 from costmeter.events import EventError, parse_event
-from costmeter.server.exposition import gauge_family
+from costmeter.server.exposition import gauge_family, label_str, labelled_family
 from costmeter.budgets.governance import GovernanceLog
 from costmeter.server.decode import Invalid
 from costmeter.server.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
@@ -508,12 +508,13 @@ class Exporter:
         sts = [g for g in self.budgets.gauges()
                if admitted is None or (g[0], g[1]) in declared or g[2].get("tenant") in admitted]
         bp = ("budget", "period")
+        labels = [label_str(bp, (g[0], g[1])) for g in sts]     # escaped once for the seven families
 
         def fam(name, help_text, value):
-            return gauge_family(name, help_text, bp, [((g[0], g[1]), float(value(g))) for g in sts])
+            return labelled_family(name, help_text, [(lb, float(value(g))) for lb, g in zip(labels, sts)])
 
-        thresholds = [((g[0], g[1], level), float(g[8][level]))
-                      for g in sts for level in ("warning", "critical", "exceeded")]
+        thresholds = [(f'{lb},level="{level}"', float(g[8][level]))
+                      for lb, g in zip(labels, sts) for level in ("warning", "critical", "exceeded")]
         return "".join((
             fam("cost_budget_limit_usd", "The budget's limit for the current period, from budgets.yaml.",
                 lambda g: g[3]),
@@ -523,8 +524,8 @@ class Exporter:
                 lambda g: g[4] / g[3]),
             fam("cost_budget_forecast_usd", "Projected spend at the end of the current period at the current burn rate.",
                 lambda g: g[5]),
-            gauge_family("cost_budget_threshold_ratio", "The budget's alert thresholds as ratios of its limit.",
-                         ("budget", "period", "level"), thresholds),
+            labelled_family("cost_budget_threshold_ratio", "The budget's alert thresholds as ratios of its limit.",
+                            thresholds),
             fam("cost_budget_period_start_timestamp_seconds", "When the current budget period started.",
                 lambda g: g[6]),
             fam("cost_budget_period_end_timestamp_seconds", "When the current budget period ends.", lambda g: g[7]),

@@ -51,3 +51,9 @@ def gauge_family(name: str, help_text: str, labelnames: tuple[str, ...],
         else:
             out.append(f"{name} {fmt(v)}\n")
     return "".join(out)
+
+
+def labelled_family(name: str, help_text: str, samples: list[tuple[str, float]], kind: str = "gauge") -> str:
+    """Render a family whose label strings are made already (``label_str``), so that several
+    families of the same series (the budgets' seven) escape and join their labels once."""
+    return header(name, kind, help_text) + "".join([f"{name}{{{labels}}} {fmt(v)}\n" for labels, v in samples])
