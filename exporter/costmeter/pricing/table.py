@@ -300,17 +300,15 @@ class PricingTable:
             hit, premium = self._resolve(p, m, s)
             if hit is not None:
                 return {"provider": p, "model": hit, "steps": s, "premium": premium}
-            if s and s[-1].endswith("(its govcloud_premium is not set)"):
-                steps[:] = s            # say why it stays unpriced
+            if premium is None:         # found, and its price deliberately unknown: no other provider
                 return None
         return None
 
-    def _resolve(self, p: str, m: str, steps: list[str] | None = None) -> tuple[str | None, float]:
-        """The model ``m`` names under provider ``p`` (or None), and the Bedrock regional
-        premium its id bills over that model's price (0.0 for none)."""
+    def _resolve(self, p: str, m: str, steps: list[str]) -> tuple[str | None, float | None]:
+        """The model ``m`` names under provider ``p`` and the Bedrock regional premium its id
+        bills over that model's price (0.0 for none); ``(None, 0.0)`` when nothing matches,
+        ``(None, None)`` when a model matches but its region has no known price."""
         names = self._names[p]
-        if steps is None:
-            steps = []
         hit = names.get(m)                 # an exact name wins over every normalisation
         if hit is not None:
             steps.append(f"name {m}" if hit == m else f"alias {m} of {hit}")
@@ -367,7 +365,7 @@ class PricingTable:
         premium = spec.govcloud_premium if spec is not None else None      # us-gov.
         if premium is None:             # never the commercial regions' price for GovCloud
             steps.append(f"{region}. ids of {hit} have no known price (its govcloud_premium is not set)")
-            return None, 0.0
+            return None, None
         steps.append(f"Bedrock GovCloud id ({region}.): {premium:.0%} over the vendor's price")
         return hit, premium
 
