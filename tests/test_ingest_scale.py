@@ -412,3 +412,28 @@ def test_ids_of_every_shape_are_found_in_runs_after_a_flush_and_a_restart(tmp_pa
     led = Ledger(str(tmp_path))
     assert led.append([row(i) for i in ids])[0] == []
     led.close()
+
+
+def test_the_inlined_bloom_probes_are_the_documented_ones(tmp_path):
+    """known() and _add_to_bloom inline idindex._probes for speed; ids.bloom files written by one
+    version are read by the next, so the inlined copies must set and test exactly those bits."""
+    led = Ledger(str(tmp_path))
+    idx = led.ids
+    ids = ["a", "é😀", "x" * 300] + [str(uuid.UUID(int=random.Random(3).getrandbits(128) + i)) for i in range(50)]
+    idx._write_run(ids, 1, 1)            # every id in a run: known() finds one only if the Bloom lets it look
+    idx.runs.append(1)
+    empty = len(idx.bloom)
+    for rid in ids:
+        probes = idindex._probes(rid)
+        idx._add_to_bloom([rid])
+        assert all(idx.bloom[p >> 3] >> (p & 7) & 1 for p in probes)
+        assert sum(bin(idx.bloom[i]).count("1") for i in {p >> 3 for p in probes}) == len(set(probes))
+        assert empty - idx.bloom.count(0) == len({p >> 3 for p in probes})      # nothing else set
+        assert idx.known([rid]) == {rid}
+        for p in probes:                  # any one probe unset: known new without a look-up
+            idx.bloom[p >> 3] &= ~(1 << (p & 7)) & 0xFF
+            assert idx.known([rid]) == set()
+            idx.bloom[p >> 3] |= 1 << (p & 7)
+        for p in probes:
+            idx.bloom[p >> 3] = 0
+    led.close()
