@@ -44,16 +44,11 @@ def header(name: str, kind: str, help_text: str) -> str:
 def gauge_family(name: str, help_text: str, labelnames: tuple[str, ...],
                  samples: list[tuple[tuple[str, ...], float]], kind: str = "gauge") -> str:
     """Render a small family computed at scrape time (budgets, resources, health)."""
-    out = [header(name, kind, help_text)]
-    for values, v in samples:
-        if labelnames:
-            out.append(f"{name}{{{label_str(labelnames, values)}}} {fmt(v)}\n")
-        else:
-            out.append(f"{name} {fmt(v)}\n")
-    return "".join(out)
+    return labelled_family(name, help_text, [(label_str(labelnames, values), v) for values, v in samples], kind)
 
 
 def labelled_family(name: str, help_text: str, samples: list[tuple[str, float]], kind: str = "gauge") -> str:
-    """Render a family whose label strings are made already (``label_str``), so that several
-    families of the same series (the budgets' seven) escape and join their labels once."""
-    return header(name, kind, help_text) + "".join([f"{name}{{{labels}}} {fmt(v)}\n" for labels, v in samples])
+    """Render a family whose label strings are made already (``label_str``; "" for none), so that
+    several families of the same series (the budgets' seven) escape and join their labels once."""
+    return header(name, kind, help_text) + "".join(
+        [f"{name}{{{labels}}} {fmt(v)}\n" if labels else f"{name} {fmt(v)}\n" for labels, v in samples])
