@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Callable
 
 from costmeter.collectors.billing import Pull, PullError
-from costmeter.collectors.billing_http import JsonGetter, api_key, field, pull_pages
+from costmeter.collectors.billing_http import JsonGetter, api_key, day_results, field, pull_pages
 from costmeter.config.billing import SourceConfig
 
 __all__ = ["AnthropicCosts", "API_VERSION"]
@@ -52,33 +52,26 @@ class AnthropicCosts:
         return pull_pages(self.http, url, PATH, base, headers, Pull(start, end), self._page)
 
     def _page(self, body: dict, out: Pull) -> None:
-        for i, bucket in enumerate(field(body, "data", list, PATH)):
-            where = f"data[{i}]"
-            if not isinstance(bucket, dict):
-                raise PullError(f"GET {PATH}: {where} is not an object")
+        def day_of(bucket: dict, where: str) -> date:
             raw = field(bucket, "starting_at", str, PATH, where)
             try:
-                day = datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(timezone.utc).date()
+                return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(timezone.utc).date()
             except ValueError:
                 raise PullError(f"GET {PATH}: {where}.starting_at is not an RFC 3339 time: {raw!r}") from None
-            if not out.start <= day < out.end:
-                raise PullError(f"GET {PATH}: {where} is for {day}, outside the requested days")
-            for j, r in enumerate(field(bucket, "results", list, PATH, where)):
-                w = f"{where}.results[{j}]"
-                if not isinstance(r, dict):
-                    raise PullError(f"GET {PATH}: {w} is not an object")
-                amount = r.get("amount")
-                try:
-                    cents = Decimal(amount) if isinstance(amount, str) else None
-                except InvalidOperation:
-                    cents = None
-                if cents is None or not cents.is_finite():
-                    raise PullError(f"GET {PATH}: {w}.amount should be a decimal string of cents, got {amount!r}")
-                currency = r.get("currency")
-                if not isinstance(currency, str) or currency.upper() != "USD":
-                    raise PullError(f"GET {PATH}: {w}.currency is {currency!r}, costmeter reports USD")
-                service = next((r[k] for k in ("model", "cost_type", "description")
-                                if isinstance(r.get(k), str) and r[k]), "unspecified")
-                out.add(day, self.provider, service, float(cents / 100))
+
+        for day, w, r in day_results(body, PATH, out, day_of):
+            amount = r.get("amount")
+            try:
+                cents = Decimal(amount) if isinstance(amount, str) else None
+            except InvalidOperation:
+                cents = None
+            if cents is None or not cents.is_finite():
+                raise PullError(f"GET {PATH}: {w}.amount should be a decimal string of cents, got {amount!r}")
+            currency = r.get("currency")
+            if not isinstance(currency, str) or currency.upper() != "USD":
+                raise PullError(f"GET {PATH}: {w}.currency is {currency!r}, costmeter reports USD")
+            service = next((r[k] for k in ("model", "cost_type", "description")
+                            if isinstance(r.get(k), str) and r[k]), "unspecified")
+            out.add(day, self.provider, service, float(cents / 100))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from datetime import date
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
@@ -127,6 +128,25 @@ def pages(http: JsonGetter, url: str, path: str, params: list, headers: dict) ->
             raise PullError(f"GET {path}: next_page {page!r} repeats: the pages loop")
         seen.add(page)
     raise PullError(f"GET {path}: more than {MAX_PAGES} pages")
+
+
+def day_results(body: dict, path: str, out: Pull,
+                day_of: Callable[[dict, str], date]) -> Iterator[tuple[date, str, dict]]:
+    """``(day, where, result)`` for each result object of each daily bucket of a page shaped
+    ``{"data": [{..., "results": [...]}]}`` (OpenAI's Costs API and Anthropic's cost report);
+    ``day_of(bucket, where)`` reads a bucket's day. A day outside the pull is an error."""
+    for i, bucket in enumerate(field(body, "data", list, path)):
+        where = f"data[{i}]"
+        if not isinstance(bucket, dict):
+            raise PullError(f"GET {path}: {where} is not an object")
+        day = day_of(bucket, where)
+        if not out.start <= day < out.end:
+            raise PullError(f"GET {path}: {where} is for {day}, outside the requested days")
+        for j, r in enumerate(field(bucket, "results", list, path, where)):
+            w = f"{where}.results[{j}]"
+            if not isinstance(r, dict):
+                raise PullError(f"GET {path}: {w} is not an object")
+            yield day, w, r
 
 
 def api_key(cfg: SourceConfig) -> str:

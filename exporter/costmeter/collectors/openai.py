@@ -20,7 +20,7 @@ from datetime import date
 from typing import Callable
 
 from costmeter.collectors.billing import Pull, PullError, day_start_ts, utc_day
-from costmeter.collectors.billing_http import JsonGetter, api_key, field, pull_pages
+from costmeter.collectors.billing_http import JsonGetter, api_key, day_results, field, pull_pages
 from costmeter.config.billing import SourceConfig
 
 __all__ = ["OpenAICosts"]
@@ -44,27 +44,20 @@ class OpenAICosts:
         return pull_pages(self.http, url, PATH, base, headers, Pull(start, end), self._page)
 
     def _page(self, body: dict, out: Pull) -> None:
-        for i, bucket in enumerate(field(body, "data", list, PATH)):
-            where = f"data[{i}]"
-            if not isinstance(bucket, dict):
-                raise PullError(f"GET {PATH}: {where} is not an object")
-            day = utc_day(field(bucket, "start_time", int, PATH, where))
-            if not out.start <= day < out.end:
-                raise PullError(f"GET {PATH}: {where} is for {day}, outside the requested days")
-            for j, r in enumerate(field(bucket, "results", list, PATH, where)):
-                w = f"{where}.results[{j}]"
-                if not isinstance(r, dict):
-                    raise PullError(f"GET {PATH}: {w} is not an object")
-                amount = field(r, "amount", dict, PATH, w)
-                value = amount.get("value")
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise PullError(f"GET {PATH}: {w}.amount.value is not a number: {value!r}")
-                currency = amount.get("currency")
-                if not isinstance(currency, str) or currency.lower() != "usd":
-                    raise PullError(f"GET {PATH}: {w}.amount.currency is {currency!r}, costmeter reports USD")
-                item = r.get("line_item")
-                if item is not None and not isinstance(item, str):
-                    raise PullError(f"GET {PATH}: {w}.line_item is not a string")
-                out.add(day, self.provider, item or "unspecified", float(value))
+        def day_of(bucket: dict, where: str) -> date:
+            return utc_day(field(bucket, "start_time", int, PATH, where))
+
+        for day, w, r in day_results(body, PATH, out, day_of):
+            amount = field(r, "amount", dict, PATH, w)
+            value = amount.get("value")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise PullError(f"GET {PATH}: {w}.amount.value is not a number: {value!r}")
+            currency = amount.get("currency")
+            if not isinstance(currency, str) or currency.lower() != "usd":
+                raise PullError(f"GET {PATH}: {w}.amount.currency is {currency!r}, costmeter reports USD")
+            item = r.get("line_item")
+            if item is not None and not isinstance(item, str):
+                raise PullError(f"GET {PATH}: {w}.line_item is not a string")
+            out.add(day, self.provider, item or "unspecified", float(value))
 
 
