@@ -28,6 +28,7 @@ rollup has folded in).
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import math
 import sqlite3
@@ -228,11 +229,11 @@ class CostsDB:
                    f"{', '.join(_raw_exprs(cols))} FROM events WHERE seq > ? AND seq <= ? "
                    f"GROUP BY 1, 2, 3, 4, 5 "
                    f"ON CONFLICT(hour, provider, model, tenant, endpoint) DO UPDATE SET {upd}")
-            first = True
-            while limit is None or folded < limit:
-                if not first:
-                    time.sleep(TXN_PAUSE)    # a window for ingest: a lock released and taken again at
-                first = False                # once is rarely won by a waiting thread
+            for txn in itertools.count():
+                if limit is not None and folded >= limit:
+                    break
+                if txn:                      # a window for ingest: a lock released and taken again
+                    time.sleep(TXN_PAUSE)    # at once is rarely won by a waiting thread
                 with self.write_lock:
                     db.execute("BEGIN IMMEDIATE")
                     try:
