@@ -30,7 +30,20 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budgets.file", dest="budgets_file", metavar="FILE", help="budgets.yaml")
     p.add_argument("--pricing.file", dest="pricing_file", metavar="FILE",
                    help="pricing.yaml merged over the built-in price table")
+    p.add_argument("--ingest.workers", dest="ingest_workers", metavar="N", type=_workers,
+                   help="processes that decode, validate and price large POST /v1/events bodies, 0 to 64; "
+                        "0 parses in the exporter's own process (default: CPUs less one, at most 4)")
     add_log_level(p)
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 64, got {text!r}") from None
+    if not 0 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 64, got {text!r}")
+    return n
 
 
 def add_log_level(p: argparse.ArgumentParser) -> None:
@@ -40,7 +53,7 @@ def add_log_level(p: argparse.ArgumentParser) -> None:
 def overrides(args) -> dict:
     """Flag values that override exporter.yaml (None: not given)."""
     return {k: getattr(args, k) for k in ("listen_address", "web_config_file", "state_dir",
-                                          "budgets_file", "pricing_file")}
+                                          "budgets_file", "pricing_file", "ingest_workers")}
 
 
 def print_errors(e: Exception) -> None:

@@ -22,6 +22,7 @@ relative to the file's directory.
     ingest:
       bearer_tokens_file: ingest-tokens.txt   # one token per line
       max_events_per_request: 100000
+      workers: 1                        # processes that parse large bodies; default: CPUs less one, at most 4
     cardinality:
       max_values: {provider: 50, model: 500, tenant: 2000, endpoint: 500}
     resources: {...}                    # see config/resources.py
@@ -70,6 +71,7 @@ class Settings:
     governance_log: str | None = None
     bearer_tokens: tuple[str, ...] = ()
     max_events_per_request: int = 100_000
+    ingest_workers: int | None = None    # None: parsepool.default_workers() (CPUs less one, at most 4)
     cardinality: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     resources: Any = None          # ResourcesConfig
     billing: Any = None            # BillingConfig
@@ -149,7 +151,7 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
         if "governance_log" in top:
             s.governance_log = loader.expect_str(doc, ("governance_log",), top["governance_log"])
         ing = loader.expect_mapping(doc, ("ingest",), top.get("ingest"),
-                                      ("bearer_tokens", "bearer_tokens_file", "max_events_per_request"))
+                                      ("bearer_tokens", "bearer_tokens_file", "max_events_per_request", "workers"))
         tokens: list[str] = []
         if "bearer_tokens" in ing:
             v = ing["bearer_tokens"]
@@ -163,6 +165,11 @@ def load_settings(config_file: str | None = None, overrides: Mapping[str, Any] |
         if "max_events_per_request" in ing:
             s.max_events_per_request = int(loader.expect_number(
                 doc, ("ingest", "max_events_per_request"), ing["max_events_per_request"], minimum=1))
+        if "workers" in ing:
+            w = ing["workers"]
+            if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 64:
+                raise doc.error(("ingest", "workers"), f"must be a whole number from 0 to 64, got {w!r}")
+            s.ingest_workers = w
         card = loader.expect_mapping(doc, ("cardinality",), top.get("cardinality"), ("max_values",))
         mv = loader.expect_mapping(doc, ("cardinality", "max_values"), card.get("max_values"), tuple(DEFAULT_LIMITS))
         for label, n in mv.items():

@@ -19,10 +19,10 @@ from costmeter import __version__
 from costmeter.budgets.book import BudgetBook
 from costmeter.budgets.config import load_budgets
 from costmeter.server.cardinality import CardinalityGuard
-from costmeter.events import EventError, parse_event
 from costmeter.server.exposition import gauge_family, label_str, labelled_family
 from costmeter.budgets.governance import GovernanceLog
-from costmeter.server.decode import Invalid
+from costmeter.server.batch import REJECT_REASONS, Parsed, parse_body, parse_events
+from costmeter.server.parsepool import ParsePool, default_workers
 from costmeter.server.ledger import (ROW_COST, ROW_ENDPOINT, ROW_MODEL, ROW_PROVIDER, ROW_TENANT, ROW_TS,
                      Ledger, LedgerError)
 from costmeter.pricing import PricingTable
@@ -37,7 +37,6 @@ from costmeter.server.store import Store
 
 log = logging.getLogger("costmeter")
 
-REJECT_REASONS = ("malformed", "missing_field", "unknown_field", "invalid_field")
 SNAPSHOT = "exporter"
 # Counters that leave no ledger row (duplicates, rejections, infrastructure USD, billing API
 # cost) as last served: saved durably before a scrape's answer leaves, so a crash never
@@ -50,19 +49,10 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict] = field(default_factory=list)
+    events: int = 0            # in the request, valid or not
 
     def to_dict(self) -> dict:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
-
-
-def _reason(err: EventError) -> str:
-    if err.field is None:
-        return "malformed"
-    if err.message == "unknown field":
-        return "unknown_field"
-    if err.message == "is required":
-        return "missing_field"
-    return "invalid_field"
 
 
 def _check_billing_refs(budget_config, billing) -> None:
@@ -76,6 +66,8 @@ class Exporter:
         self.settings = s = settings or load_settings()
         # Load and validate everything before touching the state directory.
         self.pricing = PricingTable.load(s.pricing_file)
+        workers = default_workers() if s.ingest_workers is None else s.ingest_workers
+        self.parse_pool = ParsePool(workers, self.pricing) if workers else None
         self.budget_config = load_budgets(s.budgets_file)
         _check_billing_refs(self.budget_config, s.billing)
         self.web = None
@@ -162,6 +154,7 @@ class Exporter:
         rows = self.ledger.load_budget_sums() if saved and saved.get("sums") else None
         rollup = costs.for_ledger(self.ledger.path)      # GET /v1/costs' hourly rollup: O(hours x label sets)
         rollup.write_lock = self.ledger.lock             # its catch-up takes turns with ingest commits
+        self.ledger.fold = rollup.fold                   # and each commit folds its own events when caught up
         self.budgets.load_state(saved, lambda start, end: rollup.budget_sums(start, end, max_seq=upto), rows)
         self._restore_exposed()
         replayed = 0
@@ -260,6 +253,8 @@ class Exporter:
             self.http.server_close()
         for t in self._threads:
             t.join(timeout=10)
+        if self.parse_pool is not None:
+            self.parse_pool.close()
         if self.ledger is not None:
             self.snapshot()
             self.ledger.close()
@@ -313,6 +308,8 @@ class Exporter:
             rollup = costs.for_ledger(self.ledger.path)
             self.budgets.finish_reconfigure(rc, lambda start, end: rollup.budget_sums(start, end, max_seq=seq))
             self.pricing, self.budget_config = pricing, budget_config
+            if self.parse_pool is not None:
+                self.parse_pool.set_pricing(pricing)
             self.billing.push_budgets()
             if web is not None:
                 self.web = web
@@ -324,26 +321,33 @@ class Exporter:
 
     # ---- ingest ----------------------------------------------------------------
     def ingest(self, objs: list, now: float | None = None) -> IngestResult:
-        """Validate, price and durably record events; returns what happened to each."""
+        """Validate, price and durably record decoded events; returns what happened to each."""
+        now = time.time() if now is None else now
+        return self.record(parse_events(objs, now, self.pricing.cost))
+
+    def ingest_body(self, body: bytes, content_type: str | None) -> IngestResult:
+        """``POST /v1/events``: decode, validate, price and record a body. Large bodies are
+        parsed by an ingest worker process when there are any (parsepool.py). Raises
+        decode.BodyError (with the HTTP status) when the body as a whole is unusable."""
+        now = time.time()
+        limit = self.settings.max_events_per_request
+        parsed = self.parse_pool.parse(body, content_type, now, limit) if self.parse_pool else None
+        if parsed is None:
+            parsed = parse_body(body, content_type, now, self.pricing.cost, limit)
+        return self.record(parsed)
+
+    def record(self, parsed: Parsed) -> IngestResult:
+        """Durably record the valid rows of ``parsed`` and count its rejections."""
         if self.damage is not None:
             raise LedgerError(self.damage)
-        now = time.time() if now is None else now
-        result = IngestResult()
-        rows: list[tuple] = []
-        price = self.pricing.cost
-        for i, obj in enumerate(objs):
-            if isinstance(obj, Invalid):
-                self._reject(result, i, None, None, obj.message, "malformed")
-                continue
-            try:
-                row = parse_event(obj, now, price)
-            except EventError as e:
-                eid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-                self._reject(result, i, eid, e.field, e.message, _reason(e))
-                continue
+        result = IngestResult(events=parsed.events)
+        rows = parsed.rows
+        if parsed.rejected:
+            result.rejected = [{"index": i, "id": eid, "field": f, "error": m, "reason": r}
+                               for i, eid, f, m, r in parsed.rejected]
+        for row in rows:
             if row[ROW_COST] is None:
                 self._log_unpriced(row[ROW_PROVIDER], row[ROW_MODEL])
-            rows.append(row)
         if rows:
             def applied(keep: list[int], last: int) -> None:
                 # runs under the ledger lock, right after the (group) commit holding these rows
@@ -357,16 +361,13 @@ class Exporter:
                 self.health["accepted"] += len(keep)
                 self.health["duplicates"] += len(rows) - len(keep)
 
-            keep, _ = self.ledger.append(rows, applied)
+            keep, _ = self.ledger.append(rows, applied, parsed.rollup)
             result.accepted, result.duplicates = len(keep), len(rows) - len(keep)
         if result.rejected:
             with self.ledger.lock:
                 for r in result.rejected:
                     self.health["rejected"][r.pop("reason")] += 1
         return result
-
-    def _reject(self, result: IngestResult, index: int, eid, fld, message: str, reason: str) -> None:
-        result.rejected.append({"index": index, "id": eid, "field": fld, "error": message, "reason": reason})
 
     def count_rejected(self, reason: str, n: int = 1) -> None:
         with self.ledger.lock:
@@ -475,6 +476,10 @@ class Exporter:
                                 "Events whose label value was folded into __overflow__ by the cardinality guard.",
                                 ("label",), [((k,), float(v)) for k, v in sorted(overflow.items())], "counter"))
         out.append(self._http_families())
+        pool = self.parse_pool
+        out.append(gauge_family("costmeter_ingest_workers",
+                                "Ingest worker processes running (they parse large POST /v1/events bodies; "
+                                "they start on the first one).", (), [((), float(pool.alive if pool else 0))]))
         if self.ledger is not None:
             out.append(integrity.families({"fast": self.ledger.fast, "full": self.ledger.full}, self.damage is None))
         body = "".join(out).encode() + generate_latest(self._process)

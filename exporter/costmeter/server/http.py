@@ -41,7 +41,8 @@ import orjson
 
 from costmeter.server.connections import LimitedHandler, LimitedServer, default_max_connections
 from costmeter.server.exposition import CONTENT_TYPE
-from costmeter.server.decode import BodyError, decode
+from costmeter.server.batch import TooManyEvents
+from costmeter.server.decode import BodyError
 from costmeter.server.costs import answer as costs_answer
 from costmeter.config.settings import parse_listen_address
 from costmeter.config.loader import ConfigError, ConfigErrors
@@ -62,7 +63,7 @@ class App(Protocol):
     http: Any
 
     def render_metrics(self) -> bytes: ...
-    def ingest(self, objs: list) -> Any: ...
+    def ingest_body(self, body: bytes, content_type: str | None) -> Any: ...
     def count_rejected(self, reason: str, n: int = 1) -> None: ...
     def reload(self) -> None: ...
 
@@ -293,15 +294,12 @@ class Handler(LimitedHandler):
             except OSError:
                 return
         try:
-            objs = decode(body, self.headers.get("Content-Type"))
+            result = exp.ingest_body(body, self.headers.get("Content-Type"))
+        except TooManyEvents as e:
+            return self._error(e.status, e.message)
         except BodyError as e:
             exp.count_rejected("malformed")
             return self._error(e.status, e.message)
-        if len(objs) > exp.settings.max_events_per_request:
-            return self._error(413, f"{len(objs)} events in one request; the limit is "
-                                    f"{exp.settings.max_events_per_request}")
-        try:
-            result = exp.ingest(objs)
         except Exception as e:  # the ledger failed: nothing in this batch was acknowledged
             log.exception("ingest failed")
             return self._error(503, f"events not recorded, retry later: {e}", {"Retry-After": "1"})
@@ -313,7 +311,7 @@ class Handler(LimitedHandler):
             first = result.rejected[0]
             ident = f' (id "{first["id"]}")' if first["id"] else ""
             where = f'{first["field"]}: ' if first["field"] else ""
-            body["error"] = (f'{len(result.rejected)} of {len(objs)} events rejected; first: event '
+            body["error"] = (f'{len(result.rejected)} of {result.events} events rejected; first: event '
                              f'{first["index"]}{ident}: {where}{first["error"]}')
             return self._json(422, body)
         return self._json(200, body)

@@ -108,10 +108,10 @@ def _emptied(state_dir: str, path: str) -> str | None:
 
 class _Pending:
     """One append waiting for a group commit."""
-    __slots__ = ("rows", "apply", "keep", "last", "error", "done", "wake")
+    __slots__ = ("rows", "apply", "rollup", "keep", "last", "error", "done", "wake")
 
-    def __init__(self, rows, apply):
-        self.rows, self.apply = rows, apply
+    def __init__(self, rows, apply, rollup):
+        self.rows, self.apply, self.rollup = rows, apply, rollup
         self.keep: list[int] = []
         self.last = 0
         self.error: BaseException | None = None
@@ -165,6 +165,10 @@ class Ledger:
         self._snap_lock = threading.Lock()   # guards the snapshots.db connection
         self._snapdb: sqlite3.Connection | None = None
         self.commits = 0                     # durable transactions (one per group of appends)
+        # ``fold(db, before, last, rollup)``: called inside each write transaction after its
+        # events (seq before+1..last) are in, to fold them into GET /v1/costs' rollup in the
+        # same transaction (costs.CostsDB.fold); rollup is their costs.rollup_rows or None
+        self.fold: Callable[[sqlite3.Connection, int, int, list | None], bool] | None = None
         for db in (self.path, os.path.join(state_dir, "snapshots.db")):     # before SQLite reads a WAL
             problem = integrity.wal_problem(db)
             if problem:       # once more: another process (a report's rollup) may be rewriting it
@@ -274,8 +278,8 @@ class Ledger:
         self.check_full()
 
     # ---- writes ---------------------------------------------------------
-    def append(self, rows: Sequence[tuple],
-               apply: Callable[[list[int], int], None] | None = None) -> tuple[list[int], int]:
+    def append(self, rows: Sequence[tuple], apply: Callable[[list[int], int], None] | None = None,
+               rollup: list | None = None) -> tuple[list[int], int]:
         """Durably append rows (tuples in COLUMNS order), skipping ids already stored.
 
         Returns (indexes of the rows written, sequence number of the last row written).
@@ -286,9 +290,10 @@ class Ledger:
         call it holding ``self.lock``. Each batch is deduplicated against the ledger and the batches before it,
         and returns only after the commit that holds it is durable. ``apply(keep, last)``
         runs for each batch, in ledger order, after that commit and still under
-        ``self.lock``, so in-memory state follows the ledger exactly.
+        ``self.lock``, so in-memory state follows the ledger exactly. ``rollup`` is
+        ``costs.rollup_rows(rows)`` when the caller has it (an ingest worker made it).
         """
-        item = _Pending(rows, apply)
+        item = _Pending(rows, apply, rollup)
         with self._qlock:
             self._queue.append(item)
             lead = not self._leading
@@ -330,9 +335,12 @@ class Ledger:
             self._staged: set[str] = set()
             db.execute("BEGIN IMMEDIATE")
             try:
+                before = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 for p in group:
                     p.keep = self._insert_new(db, p.rows)
                 last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+                if self.fold is not None and last > before:
+                    self._fold(db, group, before, last)
                 db.execute("COMMIT")
             except BaseException as e:
                 self._rollback(e)
@@ -351,6 +359,21 @@ class Ledger:
             except BaseException as e:              # durable already; report, keep the others going
                 p.error = e
             p.done = True
+
+    def _fold(self, db: sqlite3.Connection, group: list["_Pending"], before: int, last: int) -> None:
+        """Fold this transaction's events into the rollup (see ``fold``). A failure other than
+        a full disk leaves them to the catch-up, not the events unrecorded."""
+        whole = all(p.rollup is not None and len(p.keep) == len(p.rows) for p in group)
+        rollup = [r for p in group for r in p.rollup] if whole else None
+        db.execute("SAVEPOINT fold")
+        try:
+            self.fold(db, before, last, rollup)
+        except sqlite3.Error as e:
+            if "full" in str(e):
+                raise
+            db.execute("ROLLBACK TO fold")
+            log.warning("folding events into the costs rollup failed (%s); the catch-up folds them", e)
+        db.execute("RELEASE fold")
 
     def _rollback(self, e: BaseException) -> None:
         """Roll back a failed write; raise a LedgerError that says why if SQLite gave up.
