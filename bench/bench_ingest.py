@@ -4,7 +4,10 @@ Starts the real `costmeter serve` with a fresh state directory, pre-encodes
 batches of 1,000 unique events (so the client spends little CPU during the
 run), then POSTs them from client processes over keep-alive connections and counts events the
 exporter acknowledged with 200. Every acknowledged event was committed to
-SQLite (WAL, synchronous=FULL) before the response.
+SQLite (WAL, synchronous=FULL) before the response. Bodies of 32 KiB or more
+are parsed by the exporter's ingest workers (server/parsepool.py); the same run
+repeats with --ingest.workers=0 (everything in the exporter's process) as the
+baseline, and the CPU of the exporter and of its workers is printed apart.
 
     .venv/bin/python bench/bench_ingest.py [--events 200000] [--batch 1000] [--clients 2]
     .venv/bin/python bench/bench_ingest.py --batch 10 --clients 16 --events 100000   # the SDK's case
@@ -125,21 +128,16 @@ def in_process_rate(bodies: list[bytes], threads: int) -> float:
     return sum(map(len, objs)) / elapsed
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=2, help="client processes (each one keep-alive connection)")
-    args = ap.parse_args()
-    bodies = batches(args.events, args.batch)
+def over_http(bodies: list[bytes], clients: int, exporter_args: tuple[str, ...] = ()) -> dict:
+    """Run the real exporter (with ``exporter_args``) and the clients; return the figures."""
     ctx = multiprocessing.get_context("fork")
-    with tempfile.TemporaryDirectory() as d, ExporterProcess(os.path.join(d, "state")) as exp:
+    with tempfile.TemporaryDirectory() as d, ExporterProcess(os.path.join(d, "state"), *exporter_args) as exp:
         go, out = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_client, args=(exp.port, bodies[c::args.clients], go, out))
-                 for c in range(args.clients)]
+        procs = [ctx.Process(target=_client, args=(exp.port, bodies[c::clients], go, out))
+                 for c in range(clients)]
         for p in procs:
             p.start()
-        warm_up(exp.port, args.batch)
+        warm_up(exp.port, len(json.loads(bodies[0])))
         time.sleep(0.5)                       # every client connected and waiting
         server = psutil.Process(exp.proc.pid)
         cpu0, wcpu0 = sum(server.cpu_times()[:2]), _workers_cpu(server)
@@ -152,12 +150,33 @@ def main() -> None:
         for p in procs:
             p.join()
     acked, failed = sum(r[0] for r in results), sum(r[1] for r in results)
-    print(f"ingest over HTTP: {acked:,} events acknowledged in {elapsed:.2f} s = {acked / elapsed:,.0f} events/s "
-          f"(batches of {args.batch}, {args.clients} client processes, durable: SQLite WAL synchronous=FULL; "
-          f"{failed} failed requests)")
-    print(f"  exporter CPU: {server_cpu / max(acked, 1) * 1e6:.1f} µs per event in its process "
-          f"({server_cpu / elapsed:.2f} cores busy on average), {workers_cpu / max(acked, 1) * 1e6:.1f} µs "
-          f"in its ingest workers ({workers_cpu / elapsed:.2f} cores)")
+    return {"acked": acked, "failed": failed, "elapsed": elapsed, "cpu": server_cpu, "workers_cpu": workers_cpu}
+
+
+def report(title: str, r: dict) -> None:
+    acked, elapsed = r["acked"], r["elapsed"]
+    print(f"{title}: {acked:,} events acknowledged in {elapsed:.2f} s = {acked / elapsed:,.0f} events/s "
+          f"({r['failed']} failed requests)")
+    print(f"  exporter CPU: {r['cpu'] / max(acked, 1) * 1e6:.1f} µs per event in its process "
+          f"({r['cpu'] / elapsed:.2f} cores busy on average), {r['workers_cpu'] / max(acked, 1) * 1e6:.1f} µs "
+          f"in its ingest workers ({r['workers_cpu'] / elapsed:.2f} cores)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--clients", type=int, default=2, help="client processes (each one keep-alive connection)")
+    ap.add_argument("--quick", action="store_true", help="only the exporter as configured by default")
+    args = ap.parse_args()
+    bodies = batches(args.events, args.batch)
+    print(f"batches of {args.batch}, {args.clients} client processes, durable: SQLite WAL synchronous=FULL")
+    report("ingest over HTTP, default settings (ingest workers: CPUs less one, at most 4)",
+           over_http(bodies, args.clients))
+    if args.quick:
+        return
+    report("same run, --ingest.workers=0 (every body parsed in the exporter's own process)",
+           over_http(bodies, args.clients, ("--ingest.workers=0",)))
     inproc = in_process_rate(bodies, args.clients)
     print(f"same run, Exporter.ingest in-process from {args.clients} threads (validation, pricing, "
           f"group commit, metrics; no HTTP): {inproc:,.0f} events/s")

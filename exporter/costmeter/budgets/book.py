@@ -545,6 +545,16 @@ class BudgetBook:
             if self._journal is not None:
                 self._journal.append((key, cost_usd, ts))
 
+    def observe_many(self, events: Iterable[tuple[tuple, float, float]]) -> None:
+        """observe() for each ``((provider, model, tenant, endpoint), cost_usd, ts)``, under one
+        taking of the lock (a batch of ingested events)."""
+        with self._lock:
+            observe, journal = self._st.observe, self._journal
+            for key, cost, ts in events:
+                observe(key, cost, ts)
+                if journal is not None:
+                    journal.append((key, cost, ts))
+
     # -- reload ----------------------------------------------------------------------
 
     def reconfigure(self, config: BudgetConfig, sums: SumsFn | None = None) -> None:

@@ -351,12 +351,12 @@ class Exporter:
         if rows:
             def applied(keep: list[int], last: int) -> None:
                 # runs under the ledger lock, right after the (group) commit holding these rows
-                apply, observe = self.store.apply, self.budgets.observe
-                for i in keep:
-                    r = rows[i]
+                apply = self.store.apply
+                kept = rows if len(keep) == len(rows) else [rows[i] for i in keep]
+                for r in kept:
                     apply(r)
-                    if r[ROW_COST] is not None:
-                        observe(r[ROW_PROVIDER], r[ROW_MODEL], r[ROW_TENANT], r[ROW_ENDPOINT], r[ROW_COST], r[ROW_TS])
+                self.budgets.observe_many((r[ROW_PROVIDER:ROW_ENDPOINT + 1], r[ROW_COST], r[ROW_TS])
+                                          for r in kept if r[ROW_COST] is not None)
                 self.applied_seq = last
                 self.health["accepted"] += len(keep)
                 self.health["duplicates"] += len(rows) - len(keep)

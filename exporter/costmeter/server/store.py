@@ -162,6 +162,7 @@ class Store:
         self.unpriced = CounterFamily("costmeter_unpriced_calls_total",
                                       "Calls whose model has no price in the pricing table; their cost is unknown, not $0.",
                                       ("provider", "model"))
+        self._cost_bounds, self._duration_bounds = self.cost.bounds, self.duration.bounds
         self.families = (self.cost, self.calls, self.errors, self.tokens, self.duration,
                          self.hits, self.lookups, self.savings, self.unpriced)
         self.routes: dict[tuple[str, str, str, str], _Route] = {}
@@ -208,11 +209,26 @@ class Store:
             r.calls[0] += 1
             if row[ROW_ERROR]:
                 r.errors[0] += 1
-            tok = r.tokens
-            for i in range(len(TOKEN_TYPES)):
-                n = row[6 + i]
-                if n:
-                    tok[i][0] += n
+            # the six token types (events.TOKEN_TYPES, row[6:12]), unrolled: this runs per event
+            t0, t1, t2, t3, t4, t5 = r.tokens
+            n = row[6]
+            if n:
+                t0[0] += n
+            n = row[7]
+            if n:
+                t1[0] += n
+            n = row[8]
+            if n:
+                t2[0] += n
+            n = row[9]
+            if n:
+                t3[0] += n
+            n = row[10]
+            if n:
+                t4[0] += n
+            n = row[11]
+            if n:
+                t5[0] += n
         cost = row[ROW_COST]
         if cost is None:
             if r.unpriced is None:
@@ -220,7 +236,7 @@ class Store:
             r.unpriced[0] += 1
         else:
             c = r.cost
-            c[bisect_left(self.cost.bounds, cost)] += 1
+            c[bisect_left(self._cost_bounds, cost)] += 1
             c[-1] += cost
         d = row[ROW_DURATION]
         if d is not None:
@@ -228,7 +244,7 @@ class Store:
                 p, m, _, e = self._folded(key, endpoint=True)
                 r.duration = self.duration.cell((p, m, e))
             c = r.duration
-            c[bisect_left(self.duration.bounds, d)] += 1
+            c[bisect_left(self._duration_bounds, d)] += 1
             c[-1] += d
 
     def _folded(self, key, endpoint: bool = False):
