@@ -209,26 +209,11 @@ class Store:
             r.calls[0] += 1
             if row[ROW_ERROR]:
                 r.errors[0] += 1
-            # the six token types (events.TOKEN_TYPES, row[6:12]), unrolled: this runs per event
-            t0, t1, t2, t3, t4, t5 = r.tokens
-            n = row[6]
-            if n:
-                t0[0] += n
-            n = row[7]
-            if n:
-                t1[0] += n
-            n = row[8]
-            if n:
-                t2[0] += n
-            n = row[9]
-            if n:
-                t3[0] += n
-            n = row[10]
-            if n:
-                t4[0] += n
-            n = row[11]
-            if n:
-                t5[0] += n
+            tok = r.tokens
+            for i in range(len(TOKEN_TYPES)):
+                n = row[6 + i]
+                if n:
+                    tok[i][0] += n
         cost = row[ROW_COST]
         if cost is None:
             if r.unpriced is None:
