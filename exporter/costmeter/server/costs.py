@@ -89,7 +89,7 @@ def rollup_rows(rows: Sequence[tuple]) -> list[tuple]:
     ``CAST(ts / 3600 AS INTEGER)``, and money as ``CAST(round(x * 1e9) AS INTEGER)`` (SQLite's
     round(x) of a positive x is ``(int64)(x + 0.5)``). An ingest worker computes them for its
     body, so that the ledger's commit folds a few rows per label set into the rollup instead of
-    the catch-up reading every event again (tests/test_costs_api.py compares the two)."""
+    the catch-up reading every event again (tests/test_ingest_workers.py compares the two)."""
     acc: dict[tuple, list] = {}
     for r in rows:
         ts, p, m, t, e = r[1], r[2], r[3], r[4], r[5]
@@ -214,6 +214,7 @@ class CostsDB:
     def __init__(self, path: str, writable: bool = True):
         self.path, self.writable = path, writable
         self._columns: set[str] | None = None
+        self._fold_text: str | None = None
         # The exporter's ingest lock: each catch-up transaction takes it, so ingest commits
         # and the rollup take turns on ledger.db's write lock instead of SQLite busy-waits.
         self.write_lock: Any = contextlib.nullcontext()
@@ -273,14 +274,19 @@ class CostsDB:
         return True
 
     def _fold_sql(self, db: sqlite3.Connection) -> str:
-        cols = self._event_columns(db)
-        sums = ", ".join(_SUMS)
-        upd = ", ".join(f"{s} = {s} + excluded.{s}" for s in _SUMS)
-        return (f"INSERT INTO costs_hourly(hour, provider, model, tenant, endpoint, {sums}) "
+        """The statement folding events ``seq > ? AND seq <= ?`` (built once: every commit
+        without a worker's rollup rows runs it)."""
+        if self._fold_text is None:
+            cols = self._event_columns(db)
+            sums = ", ".join(_SUMS)
+            upd = ", ".join(f"{s} = {s} + excluded.{s}" for s in _SUMS)
+            self._fold_text = (
+                f"INSERT INTO costs_hourly(hour, provider, model, tenant, endpoint, {sums}) "
                 f"SELECT CAST(ts / 3600 AS INTEGER), provider, model, tenant, endpoint, "
                 f"{', '.join(_raw_exprs(cols))} FROM events WHERE seq > ? AND seq <= ? "
                 f"GROUP BY 1, 2, 3, 4, 5 "
                 f"ON CONFLICT(hour, provider, model, tenant, endpoint) DO UPDATE SET {upd}")
+        return self._fold_text
 
     def catch_up(self, limit: int | None = None) -> int:
         """Fold events after the mark into the rollup; returns how many were folded."""

@@ -16,7 +16,8 @@ exporter's process then only deduplicates, commits and applies them.
   parsed in the exporter. Nothing is acknowledged before the exporter's own
   commit, so a worker can never lose an acknowledged event.
 * The pricing table goes to a worker with its first body and again after a
-  reload (a generation number says which table a worker has).
+  reload (the pool's generation number, against the one each worker was sent,
+  says whether a worker has the current table).
 """
 from __future__ import annotations
 
@@ -70,7 +71,6 @@ class ParsePool:
         self._starting = False
         self._last_start = -RESTART_PAUSE
         self._closed = False
-        self.bodies = self.fallbacks = 0       # bodies parsed by workers / handed back to the exporter
 
     @property
     def alive(self) -> int:
@@ -94,7 +94,7 @@ class ParsePool:
             with self._lock:
                 gen, table = self._gen, self._pricing
             write_frame(w.proc.stdin, marshal.dumps(
-                (gen, table if w.gen != gen else None, content_type, now, max_events, body)))
+                (table if w.gen != gen else None, content_type, now, max_events, body)))
             w.gen = gen
             data = read_frame(w.proc.stdout)
             if data is None:
@@ -105,19 +105,16 @@ class ParsePool:
             log.warning("ingest worker %s failed (%s); the exporter parses this body and starts another",
                         w.proc.pid, e)
             self._drop(w)
-            self.fallbacks += 1
             return None
         finally:
             if ok:
                 self._give_back(w)
         kind = answer[0]
         if kind == "ok":
-            self.bodies += 1
             return Parsed(answer[1], answer[2], answer[3], answer[4])
         if kind == "body":
             raise (TooManyEvents if answer[1] == 413 else BodyError)(answer[1], answer[2])
         log.error("ingest worker %s failed on a body; the exporter parses it itself:\n%s", w.proc.pid, answer[1])
-        self.fallbacks += 1
         return None
 
     # ---- workers -------------------------------------------------------------------------

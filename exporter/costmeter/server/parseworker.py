@@ -3,7 +3,7 @@
 Reads requests on stdin and answers on stdout, each a frame of an 8-byte
 little-endian length and a :mod:`marshal` payload (see ``parsepool.py``)::
 
-    request:  (generation, pickled PricingTable or None, content_type, now, max_events, body)
+    request:  (pickled PricingTable or None: the one it has is current, content_type, now, max_events, body)
     answer:   ("ok", events, rows, rejected, rollup) | ("body", status, message) | ("fail", text)
 
 It exits when stdin closes (the exporter stopped or died). It holds no state
@@ -60,7 +60,7 @@ def main() -> int:
         if data is None:
             return 0
         try:
-            _gen, table, content_type, now, max_events, body = marshal.loads(data)
+            table, content_type, now, max_events, body = marshal.loads(data)
             if table is not None:
                 pricing = pickle.loads(table)
             parsed = parse_body(body, content_type, now, pricing.cost, max_events)
