@@ -415,8 +415,9 @@ def test_ids_of_every_shape_are_found_in_runs_after_a_flush_and_a_restart(tmp_pa
 
 
 def test_the_inlined_bloom_probes_are_the_documented_ones(tmp_path):
-    """known() and _add_to_bloom inline idindex._probes for speed; ids.bloom files written by one
-    version are read by the next, so the inlined copies must set and test exactly those bits."""
+    """known() inlines idindex._probes for speed, and known() with hashes (a worker's batch) and
+    _add_to_bloom compute them with numpy; ids.bloom files written by one version are read by
+    the next, so every copy must set and test exactly those bits."""
     led = Ledger(str(tmp_path))
     idx = led.ids
     ids = ["a", "é😀", "x" * 300] + [str(uuid.UUID(int=random.Random(3).getrandbits(128) + i)) for i in range(50)]
@@ -429,11 +430,34 @@ def test_the_inlined_bloom_probes_are_the_documented_ones(tmp_path):
         assert all(idx.bloom[p >> 3] >> (p & 7) & 1 for p in probes)
         assert sum(bin(idx.bloom[i]).count("1") for i in {p >> 3 for p in probes}) == len(set(probes))
         assert empty - idx.bloom.count(0) == len({p >> 3 for p in probes})      # nothing else set
-        assert idx.known([rid]) == {rid}
+        pairs = idindex.hashes([rid])
+        assert idx.known([rid]) == {rid} == idx.known([rid], pairs)
         for p in probes:                  # any one probe unset: known new without a look-up
             idx.bloom[p >> 3] &= ~(1 << (p & 7)) & 0xFF
-            assert idx.known([rid]) == set()
+            assert idx.known([rid]) == set() == idx.known([rid], pairs)
             idx.bloom[p >> 3] |= 1 << (p & 7)
         for p in probes:
             idx.bloom[p >> 3] = 0
+    led.close()
+
+
+def test_known_answers_the_same_for_a_whole_batch_with_or_without_its_hashes(tmp_path, monkeypatch):
+    """A worker's batch (hashes given), a large batch without them (numpy) and a small one
+    (Python, one id at a time) find the same ids: in recent, in the run being flushed, in runs."""
+    monkeypatch.setattr(idindex, "RUN_SIZE", 150)
+    led = Ledger(str(tmp_path))
+    old = [f"old-{i}" for i in range(450)]
+    for b in range(0, 450, 100):
+        led.append([row(i) for i in old[b:b + 100]], pairs=idindex.hashes(old[b:b + 100]))
+        wait_flushed(led)
+    idx = led.ids
+    assert len(idx.runs) == 2 and len(idx.recent) == 50              # 400 ids in runs, 50 recent
+    idx.flushing = set(old[440:])                                     # as if being flushed now
+    idx.recent -= idx.flushing
+    probe = old[::3] + [f"new-{i}" for i in range(300)]
+    random.Random(5).shuffle(probe)
+    expected = set(old[::3])
+    assert idx.known(probe, idindex.hashes(probe)) == expected
+    assert idx.known(probe) == expected
+    assert set().union(*(idx.known(probe[i:i + 10]) for i in range(0, len(probe), 10))) == expected
     led.close()

@@ -27,6 +27,7 @@ class Parsed(NamedTuple):
     rows: list                       # ledger rows of the valid ones
     rejected: list                   # (index, id, field, message, reason) of the others
     rollup: list | None = None       # costs.rollup_rows(rows), made by an ingest worker
+    pairs: bytes | None = None       # idindex.hashes of the rows' ids, made by an ingest worker
 
 
 def reason(err: EventError) -> str:

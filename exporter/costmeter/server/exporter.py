@@ -361,7 +361,7 @@ class Exporter:
                 self.health["accepted"] += len(keep)
                 self.health["duplicates"] += len(rows) - len(keep)
 
-            keep, _ = self.ledger.append(rows, applied, parsed.rollup)
+            keep, _ = self.ledger.append(rows, applied, parsed.rollup, parsed.pairs)
             result.accepted, result.duplicates = len(keep), len(rows) - len(keep)
         if result.rejected:
             with self.ledger.lock:

@@ -15,7 +15,9 @@ to the WAL and fsynced with the batch. So ids are kept log-structured instead:
 * a Bloom filter over every id in a run (16 MiB, 4 hashes: under 0.5 % false
   positives at 10M ids), saved to ``ids.bloom`` after each run, so a new id is
   usually known to be new without touching disk. Only a positive looks in the
-  runs, newest first.
+  runs, newest first. Its probes come from two CRC-32s of the id (:func:`hashes`),
+  which an ingest worker computes beside the rows it parses, so the exporter's own
+  process tests and sets a batch's bits with numpy, not one id at a time in Python.
 
 ids.db and ids.bloom are derived from the ledger: if ids.bloom is missing, stale
 or torn, it is rebuilt from the runs; if ids.db is missing or unreadable, it is
@@ -31,8 +33,10 @@ import struct
 import threading
 import uuid
 import zlib
+from array import array
 from typing import Iterable
 
+import numpy as np
 import orjson
 
 log = logging.getLogger("costmeter.server.idindex")
@@ -44,6 +48,10 @@ _HEADER = struct.Struct("<8sQI")   # magic, runs covered (highest run number), c
 _MAGIC = b"cmbloom1"
 _CHUNK = 5000                  # bound variables per IN (...)
 _SEED = 0x5BD1E995
+# below this many ids, known() tests the Bloom filter in Python: numpy's fixed cost per call
+# (~20 us) is more than the SDK's batches of 10 take that way
+_VECTOR_MIN = 64
+assert array("I").itemsize == 4
 
 
 def _probes(rid: str) -> tuple[int, int, int, int]:
@@ -52,6 +60,33 @@ def _probes(rid: str) -> tuple[int, int, int, int]:
     h1 = zlib.crc32(b)
     h2 = zlib.crc32(b, _SEED) | 1
     return (h1 & _MASK, (h1 + h2) & _MASK, (h1 + 2 * h2) & _MASK, (h1 + 3 * h2 + (h2 >> 5)) & _MASK)
+
+
+def hashes(ids: Iterable[str]) -> bytes:
+    """``(h1, h2)`` of each id as native uint32 pairs: the two CRC-32s that :func:`_probes`
+    derives its four bit positions from. Computed where the ids are parsed (an ingest
+    worker), and handed to :meth:`IdIndex.known` and :meth:`IdIndex.add` with them."""
+    out = array("I")
+    put, crc, seed = out.append, zlib.crc32, _SEED
+    for rid in ids:
+        b = rid.encode()
+        put(crc(b))
+        put(crc(b, seed) | 1)
+    return out.tobytes()
+
+
+def _positions(pairs: bytes) -> np.ndarray:
+    """The four bit positions of :func:`_probes` for each ``(h1, h2)`` of :func:`hashes`,
+    as an (n, 4) array."""
+    h = np.frombuffer(pairs, dtype=np.uint32).reshape(-1, 2).astype(np.uint64)
+    h1, h2 = h[:, 0], h[:, 1]
+    pos = np.empty((len(h), 4), dtype=np.uint64)
+    pos[:, 0] = h1
+    pos[:, 1] = h1 + h2
+    pos[:, 2] = h1 + 2 * h2
+    pos[:, 3] = h1 + 3 * h2 + (h2 >> 5)
+    pos &= _MASK
+    return pos
 
 
 class IdIndex:
@@ -63,6 +98,7 @@ class IdIndex:
         self._ledger_path = ledger_path
         self.recent: set[str] = set()          # ids after the newest run
         self.flushing: set[str] = set()        # ids of the run being written
+        self._recent_hashes: list[bytes] = []  # hashes() of the ids in recent, to set their bits
         self.runs: list[int] = []              # runs, oldest first, named by the last seq they cover
         self._hi = 0                           # last seq covered by a run
         self._flusher: threading.Thread | None = None
@@ -90,7 +126,7 @@ class IdIndex:
                     os.remove(p)
             self._db = self._connect()
             runs = []
-        self.bloom = bytearray(BLOOM_BITS // 8)
+        self._set_bloom(bytearray(BLOOM_BITS // 8))
         last = ledger_db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
         # ids.db belongs to one ledger: an id of another ledger's would wrongly refuse an event
         lid = ledger_db.execute("SELECT v FROM meta WHERE k='ledger_id'").fetchone()
@@ -123,6 +159,10 @@ class IdIndex:
         self.recent.update(r[0] for r in ledger_db.execute(
             "SELECT id FROM events WHERE seq > ? AND id IS NOT NULL", (self._hi,)))
 
+    def _set_bloom(self, bits: bytearray) -> None:
+        self.bloom = bits                                    # tested bit by bit in Python
+        self._bits = np.frombuffer(bits, dtype=np.uint8)     # the same bytes, for whole batches
+
     def _load_bloom(self) -> None:
         covered = 0
         try:
@@ -134,7 +174,7 @@ class IdIndex:
         except (OSError, ValueError, struct.error) as e:
             if self.runs and not isinstance(e, FileNotFoundError):
                 log.warning("%s: %s; rebuilding it from %d runs", self.bloom_path, e, len(self.runs))
-            self.bloom = bytearray(BLOOM_BITS // 8)
+            self._set_bloom(bytearray(BLOOM_BITS // 8))
             covered = 0
         missing = [k for k in self.runs if k > covered]      # runs are named by their last seq
         for k in missing:
@@ -143,11 +183,19 @@ class IdIndex:
             self._save_bloom()
 
     # ---- look-ups (caller holds the ledger lock) ------------------------------------
-    def known(self, ids: list[str]) -> set[str]:
-        """The ids among ``ids`` recorded already."""
+    def known(self, ids: list[str], pairs: bytes | None = None) -> set[str]:
+        """The ids among ``ids`` recorded already. ``pairs``: their :func:`hashes`, if known."""
         recent, flushing, bloom = self.recent, self.flushing, self.bloom
         out: set[str] = set()
         maybe: list[str] = []
+        if pairs is not None or len(ids) >= _VECTOR_MIN:
+            out = recent.intersection(ids)
+            if flushing:
+                out |= flushing.intersection(ids)
+            pos = _positions(hashes(ids) if pairs is None else pairs)
+            bits = (self._bits[pos >> 3] >> (pos & 7).astype(np.uint8)) & 1
+            maybe = [ids[i] for i in np.flatnonzero(bits.all(axis=1)).tolist() if ids[i] not in out]
+            ids = ()
         crc, mask, seed = zlib.crc32, _MASK, _SEED
         for rid in ids:
             if rid in recent or rid in flushing:
@@ -183,21 +231,24 @@ class IdIndex:
                     break
         return out
 
-    def add(self, ids: Iterable[str], last_seq: int) -> None:
-        """Ids just committed to the ledger (up to ``last_seq``). Starts a flush when due."""
+    def add(self, ids: Iterable[str], last_seq: int, pairs: Iterable[bytes] = ()) -> None:
+        """Ids just committed to the ledger (up to ``last_seq``), with their :func:`hashes`
+        (in any order and chunks). Starts a flush when due."""
         recent = self.recent
         recent.update(ids)
+        self._recent_hashes.extend(pairs)
         if len(recent) >= RUN_SIZE and self._flusher is None:
             self.flushing, self.recent = recent, set()
-            self._flusher = threading.Thread(target=self._flush, args=(self.flushing, last_seq),
+            chunks, self._recent_hashes = self._recent_hashes, []
+            self._flusher = threading.Thread(target=self._flush, args=(self.flushing, last_seq, chunks),
                                              name="costmeter-idindex", daemon=True)
             self._flusher.start()
 
     # ---- runs ---------------------------------------------------------------------
-    def _flush(self, ids: set, hi: int) -> None:
+    def _flush(self, ids: set, hi: int, chunks: list[bytes]) -> None:
         try:
             self._write_run(ids, self._hi + 1, hi)
-            self._add_to_bloom(ids)
+            self._set_bits(b"".join(chunks))
             with self._lock:
                 self.runs.append(hi)
                 self._hi = hi
@@ -206,6 +257,7 @@ class IdIndex:
         except Exception:
             log.exception("writing an idempotency run failed; its ids stay in memory")
             self.recent.update(self.flushing)
+            self._recent_hashes.extend(chunks)
             self.flushing = set()
         finally:
             self._flusher = None
@@ -236,19 +288,12 @@ class IdIndex:
             db.close()
 
     def _add_to_bloom(self, ids: Iterable[str]) -> None:
-        bloom, crc, mask, seed = self.bloom, zlib.crc32, _MASK, _SEED
-        for rid in ids:                  # _probes inlined and unrolled: this runs for every id once
-            b = rid.encode()
-            h1 = crc(b)
-            h2 = crc(b, seed) | 1
-            p = h1 & mask
-            bloom[p >> 3] |= 1 << (p & 7)
-            p = (h1 + h2) & mask
-            bloom[p >> 3] |= 1 << (p & 7)
-            p = (h1 + 2 * h2) & mask
-            bloom[p >> 3] |= 1 << (p & 7)
-            p = (h1 + 3 * h2 + (h2 >> 5)) & mask
-            bloom[p >> 3] |= 1 << (p & 7)
+        self._set_bits(hashes(ids))
+
+    def _set_bits(self, pairs: bytes) -> None:
+        """Set the Bloom bits of the ids whose :func:`hashes` are ``pairs``."""
+        pos = _positions(pairs)
+        np.bitwise_or.at(self._bits, pos >> 3, np.left_shift(1, pos & 7).astype(np.uint8))
 
     def _save_bloom(self) -> None:
         bits = bytes(self.bloom)

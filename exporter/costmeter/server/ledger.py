@@ -35,7 +35,7 @@ import sqlite3
 import threading
 import time
 
-from costmeter.server import integrity
+from costmeter.server import idindex, integrity
 from costmeter.server.idindex import IdIndex
 from typing import Callable, Iterator, Sequence
 
@@ -108,10 +108,10 @@ def _emptied(state_dir: str, path: str) -> str | None:
 
 class _Pending:
     """One append waiting for a group commit."""
-    __slots__ = ("rows", "apply", "rollup", "keep", "last", "error", "done", "wake")
+    __slots__ = ("rows", "apply", "rollup", "pairs", "keep", "last", "error", "done", "wake")
 
-    def __init__(self, rows, apply, rollup):
-        self.rows, self.apply, self.rollup = rows, apply, rollup
+    def __init__(self, rows, apply, rollup, pairs):
+        self.rows, self.apply, self.rollup, self.pairs = rows, apply, rollup, pairs
         self.keep: list[int] = []
         self.last = 0
         self.error: BaseException | None = None
@@ -279,7 +279,7 @@ class Ledger:
 
     # ---- writes ---------------------------------------------------------
     def append(self, rows: Sequence[tuple], apply: Callable[[list[int], int], None] | None = None,
-               rollup: list | None = None) -> tuple[list[int], int]:
+               rollup: list | None = None, pairs: bytes | None = None) -> tuple[list[int], int]:
         """Durably append rows (tuples in COLUMNS order), skipping ids already stored.
 
         Returns (indexes of the rows written, sequence number of the last row written).
@@ -291,9 +291,10 @@ class Ledger:
         and returns only after the commit that holds it is durable. ``apply(keep, last)``
         runs for each batch, in ledger order, after that commit and still under
         ``self.lock``, so in-memory state follows the ledger exactly. ``rollup`` is
-        ``costs.rollup_rows(rows)`` when the caller has it (an ingest worker made it).
+        ``costs.rollup_rows(rows)`` when the caller has it (an ingest worker made it), and
+        ``pairs`` the ``idindex.hashes`` of the rows' ids (those not None, in row order).
         """
-        item = _Pending(rows, apply, rollup)
+        item = _Pending(rows, apply, rollup, pairs)
         with self._qlock:
             self._queue.append(item)
             lead = not self._leading
@@ -333,11 +334,12 @@ class Ledger:
         db = self._db
         try:
             self._staged: set[str] = set()
+            self._staged_pairs: list[bytes] = []
             db.execute("BEGIN IMMEDIATE")
             try:
                 before = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 for p in group:
-                    p.keep = self._insert_new(db, p.rows)
+                    p.keep = self._insert_new(db, p.rows, p.pairs)
                 last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 if self.fold is not None and last > before:
                     self._fold(db, group, before, last)
@@ -350,7 +352,7 @@ class Ledger:
                 p.error, p.done = e, True
             return
         self.commits += 1
-        self.ids.add(self._staged, last)
+        self.ids.add(self._staged, last, self._staged_pairs)
         for p in group:
             p.last = last
             try:
@@ -388,13 +390,19 @@ class Ledger:
             raise LedgerError(f"the disk is full: {self.path} cannot grow ({free} bytes free); "
                               "nothing in this batch was recorded") from e
 
-    def _insert_new(self, db: sqlite3.Connection, rows: Sequence[tuple]) -> list[int]:
+    def _insert_new(self, db: sqlite3.Connection, rows: Sequence[tuple], pairs: bytes | None) -> list[int]:
         """Insert the rows whose id is new; return their indexes. Inside a transaction."""
         staged = self._staged                       # ids written earlier in this transaction
         ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
-        seen = self.ids.known(ids)
+        seen = self.ids.known(ids, pairs)
         if staged:
             seen.update(i for i in ids if i in staged)
+        if not seen and len(ids) == len(rows) and len(set(ids)) == len(ids):
+            # the common case: every row new (none in staged either: see above), every id distinct
+            db.executemany(_INSERT, rows)
+            staged.update(ids)
+            self._staged_pairs.append(pairs if pairs is not None else idindex.hashes(ids))
+            return list(range(len(rows)))
         keep: list[int] = []
         new: list[str] = []
         for i, r in enumerate(rows):
@@ -408,6 +416,7 @@ class Ledger:
         if keep:
             db.executemany(_INSERT, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
         staged.update(new)
+        self._staged_pairs.append(idindex.hashes(new))
         return keep
 
     def save_snapshot(self, name: str, seq: int, data: dict, cells: Sequence[tuple] = (),

@@ -111,7 +111,7 @@ class ParsePool:
                 self._give_back(w)
         kind = answer[0]
         if kind == "ok":
-            return Parsed(answer[1], answer[2], answer[3], answer[4])
+            return Parsed(*answer[1:])
         if kind == "body":
             raise (TooManyEvents if answer[1] == 413 else BodyError)(answer[1], answer[2])
         log.error("ingest worker %s failed on a body; the exporter parses it itself:\n%s", w.proc.pid, answer[1])

@@ -4,7 +4,10 @@ Reads requests on stdin and answers on stdout, each a frame of an 8-byte
 little-endian length and a :mod:`marshal` payload (see ``parsepool.py``)::
 
     request:  (pickled PricingTable or None: the one it has is current, content_type, now, max_events, body)
-    answer:   ("ok", events, rows, rejected, rollup) | ("body", status, message) | ("fail", text)
+    answer:   ("ok", events, rows, rejected, rollup, pairs) | ("body", status, message) | ("fail", text)
+
+``rollup`` is ``costs.rollup_rows(rows)`` and ``pairs`` is ``idindex.hashes`` of the rows'
+ids: work the exporter's own process would otherwise do under its GIL.
 
 It exits when stdin closes (the exporter stopped or died). It holds no state
 but the pricing table last sent, and writes nothing: the exporter records the
@@ -22,6 +25,8 @@ import traceback
 from costmeter.server.batch import parse_body
 from costmeter.server.costs import rollup_rows
 from costmeter.server.decode import BodyError
+from costmeter.server.idindex import hashes
+from costmeter.server.ledger import ROW_ID
 
 FRAME = struct.Struct("<Q")
 
@@ -65,7 +70,8 @@ def main() -> int:
                 pricing = pickle.loads(table)
             parsed = parse_body(body, content_type, now, pricing.cost, max_events)
             rows = shared_labels(parsed.rows)
-            answer = ("ok", parsed.events, rows, parsed.rejected, rollup_rows(rows))
+            pairs = hashes([r[ROW_ID] for r in rows if r[ROW_ID] is not None])
+            answer = ("ok", parsed.events, rows, parsed.rejected, rollup_rows(rows), pairs)
         except BodyError as e:
             answer = ("body", e.status, e.message)
         except Exception:        # a bug: the exporter parses this body itself and reports it
