@@ -63,11 +63,13 @@ def ledger_baseline(bodies: list[bytes]) -> float:
 
 def warm_up(port: int, size: int) -> None:
     """A second of batches (ids of their own) before the clock starts: the exporter starts its
-    ingest workers on the first large body, and a long-running exporter has them up."""
+    ingest workers on the first large body, and makes the series of each (provider, model,
+    tenant, endpoint) on its first event; a long-running exporter has both already."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    body = json.loads(batches(size, size)[0])
+    shapes = [json.loads(b) for b in batches(50 * size, size)]      # every tenant offset: every key
     deadline, n = time.monotonic() + 1.0, 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or n < len(shapes):
+        body = shapes[n % len(shapes)]
         for e in body:
             e["id"] = f"warm-{n}-{e['id']}"
         conn.request("POST", "/v1/events", json.dumps(body).encode(), {"Content-Type": "application/json"})
