@@ -22,7 +22,7 @@ import struct
 import sys
 import traceback
 
-from costmeter.server.batch import parse_body
+from costmeter.server.batch import parse_body, parse_fast
 from costmeter.server.costs import rollup_rows
 from costmeter.server.decode import BodyError
 from costmeter.server.idindex import hashes
@@ -68,8 +68,11 @@ def main() -> int:
             table, content_type, now, max_events, body = marshal.loads(data)
             if table is not None:
                 pricing = pickle.loads(table)
-            parsed = parse_body(body, content_type, now, pricing.cost, max_events)
-            rows = shared_labels(parsed.rows)
+            parsed = parse_fast(body, content_type, now, pricing.cost, max_events)     # labels shared
+            if parsed is None:
+                parsed = parse_body(body, content_type, now, pricing.cost, max_events, fast=False)
+                parsed = parsed._replace(rows=shared_labels(parsed.rows))
+            rows = parsed.rows
             pairs = hashes([r[ROW_ID] for r in rows if r[ROW_ID] is not None])
             answer = ("ok", parsed.events, rows, parsed.rejected, rollup_rows(rows), pairs)
         except BodyError as e:
