@@ -351,10 +351,8 @@ class Exporter:
         if rows:
             def applied(keep: list[int], last: int) -> None:
                 # runs under the ledger lock, right after the (group) commit holding these rows
-                apply = self.store.apply
                 kept = rows if len(keep) == len(rows) else [rows[i] for i in keep]
-                for r in kept:
-                    apply(r)
+                self.store.apply_rows(kept)
                 self.budgets.observe_many((r[ROW_PROVIDER:ROW_ENDPOINT + 1], r[ROW_COST], r[ROW_TS])
                                           for r in kept if r[ROW_COST] is not None)
                 self.applied_seq = last

@@ -22,7 +22,7 @@ from bisect import bisect_left
 from costmeter.server.cardinality import OVERFLOW, CardinalityGuard
 from costmeter.events import TOKEN_TYPES
 from costmeter.server.exposition import fmt, header, label_str
-from costmeter.server.ledger import ROW_CACHE_HIT, ROW_COST, ROW_DURATION, ROW_ERROR, ROW_SAVED
+from costmeter.server.ledger import ROW_CACHE_HIT, ROW_COST, ROW_DURATION, ROW_ERROR, ROW_SAVED, ROW_TOKENS
 
 # USD per request: from a cached embedding (~$1e-6) to a long reasoning call (~$10).
 COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -192,45 +192,50 @@ class Store:
 
     def apply(self, row: tuple) -> None:
         """Apply one ledger row (ledger.COLUMNS order)."""
-        key = row[2:6]
-        r = self.routes.get(key) or self._route(key)
-        self._dirty.add(r)
-        hit = row[ROW_CACHE_HIT]
-        if hit is not None:
-            if r.lookups is None:
-                names = self._folded(key)
-                r.lookups, r.hits, r.savings = (self.lookups.cell(names), self.hits.cell(names),
-                                                self.savings.cell(names))
-            r.lookups[0] += 1
-            if hit:
-                r.hits[0] += 1
-                r.savings[0] += row[ROW_SAVED]
-        if not hit:
-            r.calls[0] += 1
-            if row[ROW_ERROR]:
-                r.errors[0] += 1
-            tok = r.tokens
-            for i in range(len(TOKEN_TYPES)):
-                n = row[6 + i]
-                if n:
-                    tok[i][0] += n
-        cost = row[ROW_COST]
-        if cost is None:
-            if r.unpriced is None:
-                r.unpriced = self.unpriced.cell(self._folded(key)[:2])
-            r.unpriced[0] += 1
-        else:
-            c = r.cost
-            c[bisect_left(self._cost_bounds, cost)] += 1
-            c[-1] += cost
-        d = row[ROW_DURATION]
-        if d is not None:
-            if r.duration is None:
-                p, m, _, e = self._folded(key, endpoint=True)
-                r.duration = self.duration.cell((p, m, e))
-            c = r.duration
-            c[bisect_left(self._duration_bounds, d)] += 1
-            c[-1] += d
+        self.apply_rows((row,))
+
+    def apply_rows(self, rows) -> None:
+        """Apply ledger rows (ledger.COLUMNS order), in order: the ingest and replay hot path."""
+        routes, dirty, route = self.routes, self._dirty, self._route
+        cost_bounds, duration_bounds = self._cost_bounds, self._duration_bounds
+        for row in rows:
+            key = row[2:6]
+            r = routes.get(key) or route(key)
+            dirty.add(r)
+            hit = row[ROW_CACHE_HIT]
+            if hit is not None:
+                if r.lookups is None:
+                    names = self._folded(key)
+                    r.lookups, r.hits, r.savings = (self.lookups.cell(names), self.hits.cell(names),
+                                                    self.savings.cell(names))
+                r.lookups[0] += 1
+                if hit:
+                    r.hits[0] += 1
+                    r.savings[0] += row[ROW_SAVED]
+            if not hit:
+                r.calls[0] += 1
+                if row[ROW_ERROR]:
+                    r.errors[0] += 1
+                for cell, n in zip(r.tokens, row[ROW_TOKENS]):
+                    if n:
+                        cell[0] += n
+            cost = row[ROW_COST]
+            if cost is None:
+                if r.unpriced is None:
+                    r.unpriced = self.unpriced.cell(self._folded(key)[:2])
+                r.unpriced[0] += 1
+            else:
+                c = r.cost
+                c[bisect_left(cost_bounds, cost)] += 1
+                c[-1] += cost
+            d = row[ROW_DURATION]
+            if d is not None:
+                if r.duration is None:
+                    p, m, _, e = self._folded(key, endpoint=True)
+                    r.duration = self.duration.cell((p, m, e))
+                c = r.duration
+                c[bisect_left(duration_bounds, d)] += 1
+                c[-1] += d
 
     def _folded(self, key, endpoint: bool = False):
         """Folded label values of a key whose values were already admitted or folded."""
