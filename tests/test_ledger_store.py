@@ -228,3 +228,27 @@ def test_snapshot_state_does_not_alias_live_cells():
     assert sample(m, "cost_request_cost_usd_count", **lbl) == 1
     assert sample(m, "cost_request_duration_seconds_count", provider="openai", model="gpt-4o-mini",
                   endpoint="/v1/chat") == 1
+
+
+@pytest.mark.parametrize("n", [1, 7, 512, 513, 1000, 1537])
+def test_rows_go_in_as_multi_row_inserts_in_order_and_come_back_as_written(tmp_path, n):
+    """Batches are split into 512, 256, ... 1-row INSERTs: every size comes back row for row,
+    seq in the batch's order."""
+    led = Ledger(str(tmp_path))
+    rows = [row(i, tenant=f"t{i % 5}", cost=None if i % 9 == 0 else i / 7, hit=[None, 0, 1][i % 3],
+                duration=None if i % 4 == 0 else i / 3) for i in range(n)]
+    keep, last = led.append(rows)
+    assert keep == list(range(n)) and last == n
+    assert [r for _, r in led.replay(0)] == rows
+    assert [s for s, _ in led.replay(0)] == list(range(1, n + 1))
+    led.close()
+
+
+def test_a_row_of_the_wrong_width_is_refused_and_nothing_of_its_batch_is_written(tmp_path):
+    led = Ledger(str(tmp_path))
+    led.append([row(0)])
+    with pytest.raises(ValueError, match="20 values"):
+        led.append([row(1), row(2)[:-1] + (None, None), row(3)[:-2]])
+    assert led.count() == 1
+    assert led.append([row(1)])[0] == [0], "the refused batch's ids are not taken"
+    led.close()
