@@ -247,7 +247,7 @@ def test_rows_go_in_as_multi_row_inserts_in_order_and_come_back_as_written(tmp_p
 def test_a_row_of_the_wrong_width_is_refused_and_nothing_of_its_batch_is_written(tmp_path):
     led = Ledger(str(tmp_path))
     led.append([row(0)])
-    with pytest.raises(ValueError, match="20 values"):
+    with pytest.raises(ValueError, match="must have 20 values"):
         led.append([row(1), row(2)[:-1] + (None, None), row(3)[:-2]])
     assert led.count() == 1
     assert led.append([row(1)])[0] == [0], "the refused batch's ids are not taken"

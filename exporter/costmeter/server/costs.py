@@ -39,6 +39,8 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 from urllib.parse import parse_qs
 
+from costmeter.server.sqlrows import MultiRowInsert
+
 DIMENSIONS = ("provider", "model", "tenant", "endpoint")
 TIME_GROUPS = ("day", "hour")
 GROUPS = DIMENSIONS + TIME_GROUPS
@@ -121,10 +123,10 @@ def rollup_rows(rows: Sequence[tuple]) -> list[tuple]:
     return [k + tuple(v) for k, v in acc.items()]
 
 
-_UPSERT = (f"INSERT INTO costs_hourly(hour, provider, model, tenant, endpoint, {', '.join(_SUMS)}) "
-           f"VALUES ({', '.join('?' * (5 + len(_SUMS)))}) "
-           f"ON CONFLICT(hour, provider, model, tenant, endpoint) DO UPDATE SET "
-           f"{', '.join(f'{s} = {s} + excluded.{s}' for s in _SUMS)}")
+_UPSERT = MultiRowInsert(f"INSERT INTO costs_hourly(hour, provider, model, tenant, endpoint, {', '.join(_SUMS)})",
+                         5 + len(_SUMS),
+                         f"ON CONFLICT(hour, provider, model, tenant, endpoint) DO UPDATE SET "
+                         f"{', '.join(f'{s} = {s} + excluded.{s}' for s in _SUMS)}")
 
 
 class QueryError(ValueError):
@@ -267,7 +269,7 @@ class CostsDB:
         if not self.writable or self._mark(db) != before:
             return False
         if rollup is not None:
-            db.executemany(_UPSERT, rollup)
+            _UPSERT.run(db, rollup)
         else:
             db.execute(self._fold_sql(db), (before, last))
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_MARK, str(last)))

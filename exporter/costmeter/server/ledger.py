@@ -34,10 +34,10 @@ import os
 import sqlite3
 import threading
 import time
-from itertools import chain
 
 from costmeter.server import idindex, integrity
 from costmeter.server.idindex import IdIndex
+from costmeter.server.sqlrows import MultiRowInsert
 from typing import Callable, Iterator, Sequence
 
 log = logging.getLogger("costmeter.server.ledger")
@@ -70,30 +70,11 @@ CREATE TABLE IF NOT EXISTS events(
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE TABLE IF NOT EXISTS snapshots(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
 """
-# Rows go in as multi-row INSERTs of these many rows (a batch of 1,000: 512+256+128+64+32+8),
-# one statement text per size: executemany binds, steps and resets row by row, letting go of
-# the GIL and taking it back each time (1,000-row batches into a WAL ledger: 2.1 us of CPU per row
-# against 3.0, and 2 GIL hand-overs against 1,000)
-_CHUNKS = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
-_INSERT_N = {n: f"INSERT INTO events({','.join(COLUMNS)}) VALUES "
-                + ",".join([f"({','.join('?' * len(COLUMNS))})"] * n) for n in _CHUNKS}
+_INSERT = MultiRowInsert(f"INSERT INTO events({','.join(COLUMNS)})", len(COLUMNS))
 
 
 class LedgerError(RuntimeError):
     pass
-
-
-def _insert_rows(db: sqlite3.Connection, rows: Sequence[tuple]) -> None:
-    """Insert ``rows`` (``COLUMNS`` order), in order: seq follows the list."""
-    width, flat = len(COLUMNS), chain.from_iterable
-    i, n = 0, len(rows)
-    for size in _CHUNKS:
-        while n - i >= size:
-            values = tuple(flat(rows[i:i + size]))
-            if len(values) != size * width:          # a short row would shift every value after it
-                raise ValueError(f"ledger rows must have {width} values each")
-            db.execute(_INSERT_N[size], values)
-            i += size
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
@@ -419,7 +400,7 @@ class Ledger:
             seen.update(i for i in ids if i in staged)
         if not seen and len(ids) == len(rows) and len(set(ids)) == len(ids):
             # the common case: every row new (none in staged either: see above), every id distinct
-            _insert_rows(db, rows)
+            _INSERT.run(db, rows)
             staged.update(ids)
             self._staged_pairs.append(pairs if pairs is not None else idindex.hashes(ids))
             return list(range(len(rows)))
@@ -434,7 +415,7 @@ class Ledger:
                 new.append(rid)
             keep.append(i)
         if keep:
-            _insert_rows(db, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
+            _INSERT.run(db, [rows[i] for i in keep] if len(keep) != len(rows) else rows)
         staged.update(new)
         self._staged_pairs.append(idindex.hashes(new))
         return keep
