@@ -184,13 +184,13 @@ def test_rollup_rows_sum_as_the_catch_up_does(tmp_path):
         led = Ledger(str(d))
         db = costs.for_ledger(led.path)
         if with_rollup:
-            led.fold = db.fold
+            led.rollup = db
         for s in range(20):
             rows = _ledger_rows(250, s)
             led.append(rows, rollup=costs.rollup_rows(rows) if with_rollup else None)
         led.append(_ledger_rows(50, 3))          # all duplicates: nothing to fold
-        if with_rollup:
-            assert db.mark() == 5000             # folded by the commits themselves
+        if with_rollup:                          # folded by the commits themselves; the last ones
+            assert db.catch_up() == 0 and db.mark() == 5000      # held in memory, written by the catch-up
         else:
             assert db.mark() == 0 and db.catch_up() == 5000
         led.close()
@@ -204,11 +204,90 @@ def test_rollup_rows_sum_as_the_catch_up_does(tmp_path):
 def test_commits_fold_their_events_without_a_worker_too(tmp_path):
     led = Ledger(str(tmp_path))
     db = costs.for_ledger(led.path)
-    led.fold = db.fold
+    led.rollup = db
     led.append(_ledger_rows(100, 1))                       # no rollup rows: summed by SQL in the commit
     led.append(_ledger_rows(100, 2), rollup=costs.rollup_rows(_ledger_rows(100, 2)))
-    assert db.mark() == 200 and db.catch_up() == 0
+    assert db.catch_up() == 0 and db.mark() == 200         # the held rows written, nothing left to sum
     led.close()
+
+
+def _rollup_table(path) -> list[tuple]:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT * FROM costs_hourly ORDER BY 1, 2, 3, 4, 5").fetchall()
+    finally:
+        con.close()
+
+
+def _sql_truth(tmp_path, batches) -> list[tuple]:
+    """The rollup the catch-up's SQL makes of the same batches."""
+    led = Ledger(str(tmp_path / "truth"))
+    for rows in batches:
+        led.append(rows)
+    costs.for_ledger(led.path).catch_up()
+    led.close()
+    return _rollup_table(led.path)
+
+
+def test_held_rollup_rows_are_written_when_due_and_equal_the_sql_rollup(tmp_path, monkeypatch):
+    monkeypatch.setattr(costs, "HOLD_EVENTS", 1000)
+    batches = [_ledger_rows(300, s) for s in range(10)]
+    led = Ledger(str(tmp_path / "led"))
+    db = costs.for_ledger(led.path)
+    led.rollup = db
+    marks = []
+    for rows in batches:
+        led.append(rows, rollup=costs.rollup_rows(rows))
+        marks.append(db.mark())
+    assert marks == [0, 0, 0, 1200, 1200, 1200, 1200, 2400, 2400, 2400], "written every 1,000 events or more"
+    assert db.catch_up() == 0 and db.mark() == 3000
+    led.close()
+    assert _rollup_table(led.path) == _sql_truth(tmp_path, batches)
+
+
+def test_held_rows_are_dropped_when_another_process_folded_or_the_commit_failed(tmp_path, monkeypatch):
+    """Held rows are written only where the mark still is where they start: a catch-up by another
+    process (a report) or a commit that rolled back leaves their events to the catch-up, which
+    folds each event once."""
+    batches = [_ledger_rows(200, s) for s in range(6)]
+    led = Ledger(str(tmp_path / "led"))
+    db = costs.for_ledger(led.path)
+    led.rollup = db
+    for rows in batches[:2]:
+        led.append(rows, rollup=costs.rollup_rows(rows))
+    assert costs.CostsDB(led.path).catch_up() == 400          # another process's CostsDB: from the events
+    led.append(batches[2], rollup=costs.rollup_rows(batches[2]))
+    assert db.catch_up() == 200 and db.mark() == 600          # held rows dropped; the events folded once
+
+    def full(conn, rows):                                    # the disk fills as the held rows go in
+        raise sqlite3.OperationalError("database or disk is full")
+    led.append(batches[3], rollup=costs.rollup_rows(batches[3]))
+    monkeypatch.setattr(costs, "HOLD_EVENTS", 1)
+    monkeypatch.setattr(costs._UPSERT, "run", full)
+    with pytest.raises(Exception, match="disk is full"):
+        led.append(batches[4], rollup=costs.rollup_rows(batches[4]))
+    monkeypatch.undo()
+    assert led.count() == 800 and not db._held, "the batch was not recorded, and nothing is held"
+    assert db.catch_up() == 200 and db.mark() == 800         # batch 3, held when that commit failed
+
+    class FailsAfterFolding:                                  # the commit fails after fold() took the rows
+        def fold(self, *args):
+            db.fold(*args)
+            assert db._held
+            raise RuntimeError("power cut")
+
+        def abandon(self):
+            db.abandon()
+    led.rollup = FailsAfterFolding()
+    with pytest.raises(RuntimeError):
+        led.append(batches[4], rollup=costs.rollup_rows(batches[4]))
+    assert led.count() == 800 and not db._held, "the rows of a commit that rolled back are not held"
+    led.rollup = db
+    led.append(batches[4], rollup=costs.rollup_rows(batches[4]))
+    led.append(batches[5], rollup=costs.rollup_rows(batches[5]))
+    assert db.catch_up() == 0 and db.mark() == 1200          # batches 4 and 5 held, then written
+    led.close()
+    assert _rollup_table(led.path) == _sql_truth(tmp_path, batches)
 
 
 @pytest.mark.parametrize("value, problem", [("-1", "from 0 to 64"), ("two", "from 0 to 64"), ("true", "from 0 to 64")])

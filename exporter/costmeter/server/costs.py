@@ -20,6 +20,14 @@ first; a query is then answered as
 * any event with ``seq`` above the mark that lies in the whole hours (events
   committed after the catch-up), all in one read transaction.
 
+Ingest commits fold their own events (``CostsDB.fold``). The rollup rows an ingest
+worker summed for its batches are merged in memory ("held") and upserted, with the
+mark, in the commit that comes ``HOLD_EVENTS`` events or ``HOLD_SECONDS`` later, or
+in the next catch-up: upserting each commit's rows took about 1.3 us of the exporter's
+CPU per event, most of it rewriting the same rollup pages. Held rows are only ever
+written where the stored mark is still where they start, so a crash, a failed commit
+or a catch-up by another process leaves their events to the catch-up, never twice.
+
 Money is summed in whole nano-dollars (each event's cost rounded to 1e-9 USD),
 so the same ledger gives the same JSON whatever order its sums were folded in. Hours before the ledger's retention
 stay in the rollup when raw events are pruned (the exporter prunes only what the
@@ -51,6 +59,8 @@ CHUNK = 200_000          # events folded per housekeeping call at most
 TXN_ROWS = 20_000        # events per catch-up transaction: it holds ledger.db's write lock,
                          # so ingest commits wait for one (~70 ms at most; 200k took ~450 ms)
 TXN_PAUSE = 0.01         # seconds between two catch-up transactions
+HOLD_EVENTS = 50_000     # a worker's rollup rows are held in memory for at most this many events
+HOLD_SECONDS = 1.0       # or this long, before an ingest commit upserts them
 _MARK = "costs_hourly_seq"
 _VERSION_KEY = "costs_hourly_version"
 ROLLUP_VERSION = "1"      # bump when the rollup's columns change: it is rebuilt from the events
@@ -217,6 +227,9 @@ class CostsDB:
         self.path, self.writable = path, writable
         self._columns: set[str] | None = None
         self._fold_text: str | None = None
+        self._held: dict[tuple, list] = {}      # rollup rows of events _held_from+1.._held_to, not written
+        self._held_from = self._held_to = 0
+        self._held_since = 0.0
         # The exporter's ingest lock: each catch-up transaction takes it, so ingest commits
         # and the rollup take turns on ledger.db's write lock instead of SQLite busy-waits.
         self.write_lock: Any = contextlib.nullcontext()
@@ -263,16 +276,58 @@ class CostsDB:
 
     def fold(self, db: sqlite3.Connection, before: int, last: int, rollup: list | None) -> bool:
         """Inside the ledger's write transaction that just added events ``before+1..last``: fold
-        them into the rollup and move the mark, in that transaction, if the rollup was caught up
-        to ``before`` (else the catch-up folds them later). ``rollup`` is their rollup_rows, or
-        None to sum them from the events. Returns whether they were folded."""
-        if not self.writable or self._mark(db) != before:
+        them into the rollup if it is caught up to ``before`` (else the catch-up folds them
+        later). ``rollup`` is their rollup_rows, held in memory until due (see the module's
+        docstring); None sums them from the events, with what is held, in this transaction.
+        Call ``abandon`` if the transaction does not commit. Returns whether they were folded."""
+        if not self.writable:
             return False
-        if rollup is not None:
-            _UPSERT.run(db, rollup)
-        else:
-            db.execute(self._fold_sql(db), (before, last))
-        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_MARK, str(last)))
+        try:
+            if self._held and self._held_to != before:
+                self._held = {}              # a commit that did not come here: the catch-up's to fold
+            if not self._held:
+                if self._mark(db) != before:
+                    return False
+                self._held_from, self._held_to, self._held_since = before, before, time.monotonic()
+            if rollup is None:
+                if not self._release(db):
+                    return False
+                db.execute(self._fold_sql(db), (before, last))
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_MARK, str(last)))
+                return True
+            held = self._held
+            for r in rollup:
+                key = r[:5]
+                a = held.get(key)
+                if a is None:
+                    held[key] = list(r[5:])
+                else:
+                    for i, v in enumerate(r[5:]):
+                        a[i] += v
+            self._held_to = last
+            if last - self._held_from >= HOLD_EVENTS or time.monotonic() - self._held_since >= HOLD_SECONDS:
+                self._release(db)
+            return True
+        except BaseException:
+            self._held = {}
+            raise
+
+    def abandon(self) -> None:
+        """The ledger's transaction that called ``fold`` rolled back: forget what is held (its
+        events are folded by the catch-up, from the ledger as it is)."""
+        self._held = {}
+
+    def _release(self, db: sqlite3.Connection) -> bool:
+        """Upsert the held rows and move the mark past them, in ``db``'s write transaction, if
+        the mark is still where they start; returns whether the rollup is caught up to
+        ``_held_to`` (True with nothing held)."""
+        held, self._held = self._held, {}
+        if not held:
+            return True
+        if self._mark(db) != self._held_from:       # another process folded meanwhile
+            return False
+        _UPSERT.run(db, [k + tuple(v) for k, v in held.items()])
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_MARK, str(self._held_to)))
         return True
 
     def _fold_sql(self, db: sqlite3.Connection) -> str:
@@ -306,6 +361,7 @@ class CostsDB:
                 with self.write_lock:
                     db.execute("BEGIN IMMEDIATE")
                     try:
+                        self._release(db)            # held rows first: the events after them next
                         mark = self._mark(db)
                         top = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                         if top <= mark:

@@ -154,7 +154,7 @@ class Exporter:
         rows = self.ledger.load_budget_sums() if saved and saved.get("sums") else None
         rollup = costs.for_ledger(self.ledger.path)      # GET /v1/costs' hourly rollup: O(hours x label sets)
         rollup.write_lock = self.ledger.lock             # its catch-up takes turns with ingest commits
-        self.ledger.fold = rollup.fold                   # and each commit folds its own events when caught up
+        self.ledger.rollup = rollup                      # and each commit folds its own events when caught up
         self.budgets.load_state(saved, lambda start, end: rollup.budget_sums(start, end, max_seq=upto), rows)
         self._restore_exposed()
         replayed = 0

@@ -38,7 +38,7 @@ import time
 from costmeter.server import idindex, integrity
 from costmeter.server.idindex import IdIndex
 from costmeter.server.sqlrows import MultiRowInsert
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 log = logging.getLogger("costmeter.server.ledger")
 
@@ -166,10 +166,10 @@ class Ledger:
         self._snap_lock = threading.Lock()   # guards the snapshots.db connection
         self._snapdb: sqlite3.Connection | None = None
         self.commits = 0                     # durable transactions (one per group of appends)
-        # ``fold(db, before, last, rollup)``: called inside each write transaction after its
-        # events (seq before+1..last) are in, to fold them into GET /v1/costs' rollup in the
-        # same transaction (costs.CostsDB.fold); rollup is their costs.rollup_rows or None
-        self.fold: Callable[[sqlite3.Connection, int, int, list | None], bool] | None = None
+        # GET /v1/costs' rollup (costs.CostsDB): ``rollup.fold(db, before, last, rows)`` is called
+        # inside each write transaction after its events (seq before+1..last) are in, to fold them
+        # in (rows: their costs.rollup_rows, or None), and ``rollup.abandon()`` if it rolls back
+        self.rollup: Any = None
         for db in (self.path, os.path.join(state_dir, "snapshots.db")):     # before SQLite reads a WAL
             problem = integrity.wal_problem(db)
             if problem:       # once more: another process (a report's rollup) may be rewriting it
@@ -342,10 +342,12 @@ class Ledger:
                 for p in group:
                     p.keep = self._insert_new(db, p.rows, p.pairs)
                 last = db.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
-                if self.fold is not None and last > before:
+                if self.rollup is not None and last > before:
                     self._fold(db, group, before, last)
                 db.execute("COMMIT")
             except BaseException as e:
+                if self.rollup is not None:
+                    self.rollup.abandon()
                 self._rollback(e)
                 raise
         except BaseException as e:                  # nothing in the group was written
@@ -370,7 +372,7 @@ class Ledger:
         rollup = [r for p in group for r in p.rollup] if whole else None
         db.execute("SAVEPOINT fold")
         try:
-            self.fold(db, before, last, rollup)
+            self.rollup.fold(db, before, last, rollup)
         except sqlite3.Error as e:
             if "full" in str(e):
                 raise
