@@ -39,6 +39,7 @@ import contextlib
 import itertools
 
 import math
+import operator
 import sqlite3
 import threading
 import time
@@ -295,15 +296,14 @@ class CostsDB:
                 db.execute(self._fold_sql(db), (before, last))
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_MARK, str(last)))
                 return True
-            held = self._held
+            held, add = self._held, operator.add
             for r in rollup:
                 key = r[:5]
                 a = held.get(key)
                 if a is None:
                     held[key] = list(r[5:])
                 else:
-                    for i, v in enumerate(r[5:]):
-                        a[i] += v
+                    a[:] = map(add, a, r[5:])
             self._held_to = last
             if last - self._held_from >= HOLD_EVENTS or time.monotonic() - self._held_since >= HOLD_SECONDS:
                 self._release(db)
