@@ -85,3 +85,14 @@ def test_the_checker_catches_a_violation(tmp_path):
     bad.write_text("def f():\n    from costmeter.sdk.recorder import CostTracker\n")
     assert list(_imports(str(bad))) == [(2, "sdk")]
     assert "sdk" not in ALLOWED["server"]
+
+
+def test_the_sdk_does_not_load_the_exporters_ingest_libraries_into_an_app():
+    """numpy (the id index) and msgspec (typed decoding) serve the exporter's ingest; an app
+    that imports the SDK (which reads ledger constants) must not pay for them."""
+    import subprocess
+    import sys
+    code = ("import sys, costmeter.sdk, costmeter.server.ledger; "
+            "print(sorted(m for m in ('numpy', 'msgspec') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -36,7 +36,6 @@ import zlib
 from array import array
 from typing import Iterable
 
-import numpy as np
 import orjson
 
 log = logging.getLogger("costmeter.server.idindex")
@@ -75,9 +74,17 @@ def hashes(ids: Iterable[str]) -> bytes:
     return out.tobytes()
 
 
-def _positions(pairs: bytes) -> np.ndarray:
+def _numpy():
+    """numpy, imported when an id index first needs it: modules that only read ledger
+    constants (the SDK's recorder among them) must not load it into an application."""
+    import numpy
+    return numpy
+
+
+def _positions(pairs: bytes):
     """The four bit positions of :func:`_probes` for each ``(h1, h2)`` of :func:`hashes`,
-    as an (n, 4) array."""
+    as an (n, 4) numpy array."""
+    np = _numpy()
     h = np.frombuffer(pairs, dtype=np.uint32).reshape(-1, 2).astype(np.uint64)
     h1, h2 = h[:, 0], h[:, 1]
     pos = np.empty((len(h), 4), dtype=np.uint64)
@@ -161,6 +168,7 @@ class IdIndex:
 
     def _set_bloom(self, bits: bytearray) -> None:
         self.bloom = bits                                    # tested bit by bit in Python
+        np = _numpy()
         self._bits = np.frombuffer(bits, dtype=np.uint8)     # the same bytes, for whole batches
 
     def _load_bloom(self) -> None:
@@ -192,6 +200,7 @@ class IdIndex:
             out = recent.intersection(ids)
             if flushing:
                 out |= flushing.intersection(ids)
+            np = _numpy()
             pos = _positions(hashes(ids) if pairs is None else pairs)
             bits = (self._bits[pos >> 3] >> (pos & 7).astype(np.uint8)) & 1
             maybe = [ids[i] for i in np.flatnonzero(bits.all(axis=1)).tolist() if ids[i] not in out]
@@ -292,7 +301,7 @@ class IdIndex:
 
     def _set_bits(self, pairs: bytes) -> None:
         """Set the Bloom bits of the ids whose :func:`hashes` are ``pairs``."""
-        pos = _positions(pairs)
+        np, pos = _numpy(), _positions(pairs)
         np.bitwise_or.at(self._bits, pos >> 3, np.left_shift(1, pos & 7).astype(np.uint8))
 
     def _save_bloom(self) -> None:
