@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -300,3 +301,71 @@ def test_bad_worker_counts_are_refused(tmp_path, value, problem):
     assert f"{cfg}:2" in r.stderr and "workers" in r.stderr and problem in r.stderr
     r = subprocess.run(costmeter_cmd() + ["serve", f"--ingest.workers={value}"], capture_output=True, text=True)
     assert r.returncode == 2 and "--ingest.workers" in r.stderr and problem in r.stderr
+
+
+def test_sigkill_with_rollup_rows_held_counts_every_event_once_in_v1_costs(tmp_path):
+    """SIGKILL the exporter while a retrying client streams batches that its worker parses: the
+    rollup rows held in memory die with it, and after restarts GET /v1/costs counts each
+    acknowledged event once."""
+    per_batch, batches = 300, 45
+    ts = int(time.time()) - 7200     # a whole hour before this one: GET /v1/costs reads it from the rollup
+
+    def batch(name: str) -> bytes:
+        return body([{"id": f"{name}-{i}", "provider": "openai", "model": "gpt-4o-mini-2024-07-18",
+                      "tenant": f"t{i % 5}", "endpoint": f"/e{i % 3}", "input_tokens": 100 + i,
+                      "cost_usd": 0.000123, "duration_seconds": 0.25, "timestamp": ts}
+                     for i in range(per_batch)])
+
+    exp = ExporterProcess(str(tmp_path / "state"), "--ingest.workers=1")
+    ready = threading.Event()                 # the exporter is up and its worker too
+
+    def up(n: int) -> None:
+        exp.start()
+        assert post(exp.url, batch(f"warm{n}")).status_code == 200      # starts the worker
+        wait_for_worker(exp)
+        ready.set()
+
+    acked: list[int] = []
+    done = threading.Event()
+
+    def client():
+        s = requests.Session()
+        for b in range(batches):
+            data = batch(f"k{b}")
+            while True:
+                ready.wait()
+                try:
+                    if s.post(exp.url + "/v1/events", data=data, timeout=10,
+                              headers={"Content-Type": "application/json"}).status_code == 200:
+                        acked.append(b)
+                        break
+                except requests.RequestException:
+                    s = requests.Session()
+                time.sleep(0.02)
+        done.set()
+
+    up(0)
+    t = threading.Thread(target=client)
+    t.start()
+    kills = 0
+    deadline = time.monotonic() + 120
+    while not done.is_set() and time.monotonic() < deadline:
+        time.sleep(0.002)
+        if kills < 3 and len(acked) >= (8, 20, 33)[kills]:
+            ready.clear()
+            exp.kill()                        # the client is mid-stream: rows are held
+            kills += 1
+            up(kills)
+    t.join(timeout=max(1, deadline - time.monotonic()))
+    assert done.is_set() and kills == 3 and acked == list(range(batches))
+    try:
+        exp.kill()
+        exp.start()
+        events = per_batch * (batches + 4)    # and the four warm-up batches
+        total = requests.get(exp.url + "/v1/costs", timeout=30).json()["rows"]
+        assert len(total) == 1 and total[0]["events"] == events
+        assert total[0]["cost_usd"] == pytest.approx(events * 0.000123, abs=1e-9)
+        by_tenant = requests.get(exp.url + "/v1/costs?group_by=tenant", timeout=30).json()["rows"]
+        assert [r["events"] for r in by_tenant] == [events // 5] * 5
+    finally:
+        exp.stop()
