@@ -461,3 +461,23 @@ def test_known_answers_the_same_for_a_whole_batch_with_or_without_its_hashes(tmp
     assert idx.known(probe) == expected
     assert set().union(*(idx.known(probe[i:i + 10]) for i in range(0, len(probe), 10))) == expected
     led.close()
+
+
+def test_ids_read_back_at_start_reach_the_bloom_filter_when_their_run_is_written(tmp_path, monkeypatch):
+    """The ids after the last run are read back from the ledger at start, without a worker's
+    hashes: when the next run holds them, their Bloom bits are set too, so a retry of one of
+    them is still a duplicate."""
+    monkeypatch.setattr(idindex, "RUN_SIZE", 100)
+    led = Ledger(str(tmp_path))
+    first = [f"before-restart-{i}" for i in range(60)]
+    assert len(led.append([row(i) for i in first])[0]) == 60
+    led.close()
+    led = Ledger(str(tmp_path))
+    assert set(first) <= led.ids.recent
+    later = [f"after-restart-{i}" for i in range(60)]
+    led.append([row(i) for i in later], pairs=idindex.hashes(later))
+    wait_flushed(led)
+    assert led.ids.runs and not led.ids.recent & set(first), "the run holds the ids read back"
+    assert led.append([row(i) for i in first])[0] == []
+    assert led.append([row(i) for i in first[:5]], pairs=idindex.hashes(first[:5]))[0] == []
+    led.close()

@@ -105,7 +105,9 @@ class IdIndex:
         self._ledger_path = ledger_path
         self.recent: set[str] = set()          # ids after the newest run
         self.flushing: set[str] = set()        # ids of the run being written
-        self._recent_hashes: list[bytes] = []  # hashes() of the ids in recent, to set their bits
+        # hashes() of every id in recent, in chunks: the bits their run sets (recent.update and
+        # this go together, or an id would be in a run that the Bloom filter says it is not)
+        self._recent_hashes: list[bytes] = []
         self.runs: list[int] = []              # runs, oldest first, named by the last seq they cover
         self._hi = 0                           # last seq covered by a run
         self._flusher: threading.Thread | None = None
@@ -163,8 +165,10 @@ class IdIndex:
         self.runs = [k for k, _ in runs]
         self._hi = runs[-1][1] if runs else 0
         self._load_bloom()
-        self.recent.update(r[0] for r in ledger_db.execute(
-            "SELECT id FROM events WHERE seq > ? AND id IS NOT NULL", (self._hi,)))
+        back = [r[0] for r in ledger_db.execute(
+            "SELECT id FROM events WHERE seq > ? AND id IS NOT NULL", (self._hi,))]
+        self.recent.update(back)
+        self._recent_hashes.append(hashes(back))       # their bits are set when their run is written
 
     def _set_bloom(self, bits: bytearray) -> None:
         self.bloom = bits                                    # tested bit by bit in Python
@@ -240,9 +244,12 @@ class IdIndex:
                     break
         return out
 
-    def add(self, ids: Iterable[str], last_seq: int, pairs: Iterable[bytes] = ()) -> None:
-        """Ids just committed to the ledger (up to ``last_seq``), with their :func:`hashes`
-        (in any order and chunks). Starts a flush when due."""
+    def add(self, ids: Iterable[str], last_seq: int, pairs: Iterable[bytes] | None = None) -> None:
+        """Ids just committed to the ledger (up to ``last_seq``), with their :func:`hashes` (in
+        any order and chunks) if the caller has them. Starts a flush when due."""
+        if pairs is None:
+            ids = list(ids)
+            pairs = (hashes(ids),)
         recent = self.recent
         recent.update(ids)
         self._recent_hashes.extend(pairs)
