@@ -49,7 +49,7 @@ _CHUNK = 5000                  # bound variables per IN (...)
 _SEED = 0x5BD1E995
 # below this many ids, known() tests the Bloom filter in Python: numpy's fixed cost per call
 # (~20 us) is more than the SDK's batches of 10 take that way
-_VECTOR_MIN = 64
+VECTOR_MIN = 64
 assert array("I").itemsize == 4
 
 
@@ -200,7 +200,7 @@ class IdIndex:
         recent, flushing, bloom = self.recent, self.flushing, self.bloom
         out: set[str] = set()
         maybe: list[str] = []
-        if pairs is not None or len(ids) >= _VECTOR_MIN:
+        if pairs is not None or len(ids) >= VECTOR_MIN:
             out = recent.intersection(ids)
             if flushing:
                 out |= flushing.intersection(ids)

@@ -397,6 +397,8 @@ class Ledger:
         """Insert the rows whose id is new; return their indexes. Inside a transaction."""
         staged = self._staged                       # ids written earlier in this transaction
         ids = [r[ROW_ID] for r in rows if r[ROW_ID] is not None]
+        if pairs is None and len(ids) >= idindex.VECTOR_MIN:
+            pairs = idindex.hashes(ids)             # once, for the look-up and for the index after
         seen = self.ids.known(ids, pairs)
         if staged:
             seen.update(i for i in ids if i in staged)
