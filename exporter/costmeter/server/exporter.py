@@ -158,12 +158,17 @@ class Exporter:
         self.budgets.load_state(saved, lambda start, end: rollup.budget_sums(start, end, max_seq=upto), rows)
         self._restore_exposed()
         replayed = 0
-        apply, observe = self.store.apply, self.budgets.observe
+        observe, chunk = self.budgets.observe, []
         for seq, row in self.ledger.replay(seq):
-            apply(row)
+            chunk.append(row)
             if row[ROW_COST] is not None:
                 observe(row[ROW_PROVIDER], row[ROW_MODEL], row[ROW_TENANT], row[ROW_ENDPOINT], row[ROW_COST], row[ROW_TS])
-            replayed += 1
+            if len(chunk) == 10_000:
+                self.store.apply_rows(chunk)
+                replayed += len(chunk)
+                chunk = []
+        self.store.apply_rows(chunk)
+        replayed += len(chunk)
         self.applied_seq = seq
         # accepted events are in the ledger, so this counter is exact after a crash;
         # duplicates and rejections since the last snapshot are not (they leave no row)
