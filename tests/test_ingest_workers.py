@@ -232,6 +232,7 @@ def _sql_truth(tmp_path, batches) -> list[tuple]:
 
 def test_held_rollup_rows_are_written_when_due_and_equal_the_sql_rollup(tmp_path, monkeypatch):
     monkeypatch.setattr(costs, "HOLD_EVENTS", 1000)
+    monkeypatch.setattr(costs, "HOLD_SECONDS", 3600)      # by count only, however slow the machine
     batches = [_ledger_rows(300, s) for s in range(10)]
     led = Ledger(str(tmp_path / "led"))
     db = costs.for_ledger(led.path)
@@ -250,6 +251,7 @@ def test_held_rows_are_dropped_when_another_process_folded_or_the_commit_failed(
     """Held rows are written only where the mark still is where they start: a catch-up by another
     process (a report) or a commit that rolled back leaves their events to the catch-up, which
     folds each event once."""
+    monkeypatch.setattr(costs, "HOLD_SECONDS", 3600)      # nothing written by time, however slow the machine
     batches = [_ledger_rows(200, s) for s in range(6)]
     led = Ledger(str(tmp_path / "led"))
     db = costs.for_ledger(led.path)
@@ -268,6 +270,7 @@ def test_held_rows_are_dropped_when_another_process_folded_or_the_commit_failed(
     with pytest.raises(Exception, match="disk is full"):
         led.append(batches[4], rollup=costs.rollup_rows(batches[4]))
     monkeypatch.undo()
+    monkeypatch.setattr(costs, "HOLD_SECONDS", 3600)
     assert led.count() == 800 and not db._held, "the batch was not recorded, and nothing is held"
     assert db.catch_up() == 200 and db.mark() == 800         # batch 3, held when that commit failed
 
