@@ -8,27 +8,12 @@ import time
 
 import requests
 
-from exporter_support import ExporterProcess, parse_metrics, sample
+from exporter_support import ExporterProcess, kill_mid_stream, parse_metrics, post_until_acked, sample
 
 BATCHES, PER_BATCH = 100, 200
 KILL_AFTER = (10, 30, 55, 80)     # acknowledged batches at which the exporter is SIGKILLed
 
 
-
-def post_until_acked(s, exp, batch, on_ack, errors, stop=None):
-    """POST a batch until the exporter acknowledges it (200), through kills and restarts;
-    returns the session to go on with (a new one after a broken connection)."""
-    while stop is None or not stop.is_set():
-        try:
-            r = s.post(exp.url + "/v1/events", json=batch, timeout=5)
-            if r.status_code == 200:
-                on_ack()
-                return s
-        except requests.RequestException:
-            s = requests.Session()
-        errors[0] += 1
-        time.sleep(0.02)
-    return s
 
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path):
     cfg = tmp_path / "exporter.yaml"
@@ -36,7 +21,7 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path):
     cfg.write_text("storage:\n  snapshot_interval_seconds: 1\n")
     exp = ExporterProcess(str(tmp_path / "state"), f"--config.file={cfg}").start()
     acked: list[int] = []
-    attempts = {"errors": 0}
+    errors = [0]
     done = threading.Event()
 
     def client():
@@ -45,32 +30,15 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path):
             batch = [{"id": f"b{b}-{i}", "provider": "anthropic", "model": "claude-3-haiku",
                       "tenant": f"t{i % 7}", "input_tokens": 1000, "output_tokens": 100, "cost_usd": 0.001}
                      for i in range(PER_BATCH)]
-            while True:      # retry an unacknowledged batch until the exporter says 200
-                try:
-                    r = s.post(exp.url + "/v1/events", json=batch, timeout=5)
-                    if r.status_code == 200:
-                        acked.append(b)
-                        break
-                    attempts["errors"] += 1
-                except requests.RequestException:
-                    attempts["errors"] += 1
-                    s = requests.Session()
-                time.sleep(0.02)
+            s = post_until_acked(s, exp, batch, lambda: acked.append(b), errors)
         done.set()
 
     t = threading.Thread(target=client)
     t.start()
-    kills = 0
-    deadline = time.monotonic() + 120
-    while not done.is_set() and time.monotonic() < deadline:
-        time.sleep(0.002)
-        if kills < len(KILL_AFTER) and len(acked) >= KILL_AFTER[kills]:
-            exp.kill()           # the client is sending continuously: this lands mid-stream
-            kills += 1
-            exp.start()
-    t.join(timeout=max(1, deadline - time.monotonic()))
+    kills = kill_mid_stream(exp, acked, done, KILL_AFTER)
+    t.join(timeout=10)
     assert done.is_set(), "client did not finish"
-    assert kills == len(KILL_AFTER) and attempts["errors"] >= 1, "the exporter was not killed mid-stream"
+    assert kills == len(KILL_AFTER) and errors[0] >= 1, "the exporter was not killed mid-stream"
     assert acked == list(range(BATCHES))
 
     exp.kill()          # and once more after the end, then count from a fresh start

@@ -2,6 +2,7 @@
 worker processes; what the exporter records and answers is the same as without them."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -19,7 +20,7 @@ import requests
 from costmeter.server import costs
 from costmeter.server.ledger import Ledger
 from costmeter.server.parsepool import MIN_BODY_BYTES
-from exporter_support import ExporterProcess, costmeter_cmd, parse_metrics, sample
+from exporter_support import ExporterProcess, costmeter_cmd, kill_mid_stream, parse_metrics, post_until_acked, sample
 
 MODELS = [("openai", "gpt-4o-mini-2024-07-18"), ("anthropic", "claude-sonnet-4-5-20250929"),
           ("google", "gemini-2.5-flash"), ("acme_llm", "house-1")]      # the last has no price
@@ -321,10 +322,12 @@ def test_sigkill_with_rollup_rows_held_counts_every_event_once_in_v1_costs(tmp_p
 
     exp = ExporterProcess(str(tmp_path / "state"), "--ingest.workers=1")
     ready = threading.Event()                 # the exporter is up and its worker too
+    starts = itertools.count()
 
-    def up(n: int) -> None:
+    def up() -> None:
+        ready.clear()
         exp.start()
-        assert post(exp.url, batch(f"warm{n}")).status_code == 200      # starts the worker
+        assert post(exp.url, batch(f"warm{next(starts)}")).status_code == 200      # starts the worker
         wait_for_worker(exp)
         ready.set()
 
@@ -332,34 +335,16 @@ def test_sigkill_with_rollup_rows_held_counts_every_event_once_in_v1_costs(tmp_p
     done = threading.Event()
 
     def client():
-        s = requests.Session()
+        s, errors = requests.Session(), [0]
         for b in range(batches):
-            data = batch(f"k{b}")
-            while True:
-                ready.wait()
-                try:
-                    if s.post(exp.url + "/v1/events", data=data, timeout=10,
-                              headers={"Content-Type": "application/json"}).status_code == 200:
-                        acked.append(b)
-                        break
-                except requests.RequestException:
-                    s = requests.Session()
-                time.sleep(0.02)
+            s = post_until_acked(s, exp, batch(f"k{b}"), lambda: acked.append(b), errors, gate=ready)
         done.set()
 
-    up(0)
+    up()
     t = threading.Thread(target=client)
     t.start()
-    kills = 0
-    deadline = time.monotonic() + 120
-    while not done.is_set() and time.monotonic() < deadline:
-        time.sleep(0.002)
-        if kills < 3 and len(acked) >= (8, 20, 33)[kills]:
-            ready.clear()
-            exp.kill()                        # the client is mid-stream: rows are held
-            kills += 1
-            up(kills)
-    t.join(timeout=max(1, deadline - time.monotonic()))
+    kills = kill_mid_stream(exp, acked, done, (8, 20, 33), restart=up)   # mid-stream: rows are held
+    t.join(timeout=10)
     assert done.is_set() and kills == 3 and acked == list(range(batches))
     try:
         exp.kill()

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import requests
@@ -101,3 +102,39 @@ def parse_metrics(text: str) -> dict[tuple, float]:
 
 def sample(metrics: dict, name: str, **labels) -> float | None:
     return metrics.get((name, frozenset(labels.items())))
+
+
+def post_until_acked(s: requests.Session, exp: "ExporterProcess", batch, on_ack, errors: list,
+                     stop: threading.Event | None = None, gate: threading.Event | None = None) -> requests.Session:
+    """POST a batch (a list of events, or a body's bytes as JSON) until the exporter acknowledges it
+    (200), through kills and restarts, counting each failed try in ``errors[0]``; each try waits for
+    ``gate`` if given. Returns the session to go on with (a new one after a broken connection)."""
+    kw = {"data": batch, "headers": {"Content-Type": "application/json"}} if isinstance(batch, bytes) else {"json": batch}
+    while stop is None or not stop.is_set():
+        if gate is not None:
+            gate.wait()
+        try:
+            r = s.post(exp.url + "/v1/events", timeout=5, **kw)
+            if r.status_code == 200:
+                on_ack()
+                return s
+        except requests.RequestException:
+            s = requests.Session()
+        errors[0] += 1
+        time.sleep(0.02)
+    return s
+
+
+def kill_mid_stream(exp: "ExporterProcess", acked: list, done: threading.Event, at: tuple[int, ...],
+                    restart=None, timeout: float = 120.0) -> int:
+    """While a client streams (until ``done``), SIGKILL ``exp`` each time ``len(acked)`` reaches
+    the next count of ``at``, and start it again (``restart()``, else ``exp.start()``). Returns
+    how many kills there were."""
+    kills, deadline = 0, time.monotonic() + timeout
+    while not done.is_set() and time.monotonic() < deadline:
+        time.sleep(0.002)
+        if kills < len(at) and len(acked) >= at[kills]:
+            exp.kill()           # the client is sending continuously: this lands mid-stream
+            kills += 1
+            (restart or exp.start)()
+    return kills
