@@ -36,6 +36,14 @@ class CardinalityGuard:
         self.overflow[label] += 1
         return OVERFLOW
 
+    def copy(self) -> "CardinalityGuard":
+        """A copy to read outside the ingest lock (copying the sets is cheap next to sorting them
+        for ``state``)."""
+        c = CardinalityGuard(self.limits)
+        c.admitted = {k: set(v) for k, v in self.admitted.items()}
+        c.overflow = dict(self.overflow)
+        return c
+
     def state(self) -> dict:
         return {"admitted": {k: sorted(v) for k, v in self.admitted.items()}, "overflow": dict(self.overflow)}
 

@@ -435,11 +435,9 @@ class Exporter:
                 return                  # an idle exporter writes nothing
             cells = self.store.delta()      # only the cells changed since the last snapshot
             sums = self.budgets.snapshot_delta()    # only the budget sums changed since then
-            g = self.store.guard
-            admitted, overflow = {k: set(v) for k, v in g.admitted.items()}, dict(g.overflow)
+            guard = self.store.guard.copy()         # its state() sorts: outside the lock
         try:
-            guard = {"admitted": {k: sorted(v) for k, v in admitted.items()}, "overflow": overflow}
-            state = {"guard": guard, "health": health, "resources": resources,
+            state = {"guard": guard.state(), "health": health, "resources": resources,
                      "billing": billing, "budgets": sums.state()}
             self.ledger.save_snapshot(SNAPSHOT, seq, state, cells, sums)
         except BaseException:
