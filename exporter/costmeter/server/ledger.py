@@ -243,7 +243,11 @@ class Ledger:
             return integrity.fast_check(self.path, check=check)
         self.fast = integrity.Check("fast", fast)
         if self.small and self.full is None:
-            self.full = integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
+            self.full = self._full_check()
+
+    def _full_check(self) -> integrity.Check:
+        """Start ``PRAGMA quick_check`` over ledger.db in its own thread and connection."""
+        return integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
 
     def check_fast(self) -> None:
         """Raise LedgerError if the fast check found a problem (starting it if it is not running)."""
@@ -259,7 +263,7 @@ class Ledger:
         """Raise LedgerError if PRAGMA quick_check over ledger.db found a problem (running it if
         it did not start beside the restore)."""
         if self.full is None:
-            self.full = integrity.Check("full", lambda check: integrity.quick_check(self.path, check))
+            self.full = self._full_check()
             if self._checks_cancelled:         # stop() came first
                 self.full.cancel()
         problem = self.full.wait()
@@ -272,11 +276,6 @@ class Ledger:
         for check in (self.fast, self.full):
             if check is not None:
                 check.cancel()
-
-    def check_integrity(self) -> None:
-        """Both checks: raise LedgerError on any problem."""
-        self.check_fast()
-        self.check_full()
 
     # ---- writes ---------------------------------------------------------
     def append(self, rows: Sequence[tuple], apply: Callable[[list[int], int], None] | None = None,
